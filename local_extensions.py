@@ -1,0 +1,74 @@
+"""Jinja filters that escape cookiecutter answers for the file format they land in.
+
+Every free-text answer (project name, description, greeting, author) may hold
+quotes, colons, '#', backslashes, non-ASCII letters or a leading '-'. Templates
+therefore never paste such a value raw into a structured file:
+
+* ``quoted``    - a double-quoted string literal that is valid JSON, YAML,
+                  TOML and Python at the same time (JSON string syntax is a
+                  subset of all four).
+* ``markdown``  - backslash-escapes Markdown punctuation for prose/headings.
+* ``pyliteral`` - a Python literal of any JSON-like value (used by the hooks).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+from jinja2.ext import Extension
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
+
+
+def _escape_unprintable(text: str) -> str:
+    # TOML forbids DEL and YAML forbids some C1 controls unescaped; JSON
+    # escapes only < 0x20, so escape every non-printable character ourselves.
+    return "".join(ch if ch.isprintable() or ch == " " else f"\\u{ord(ch):04x}" for ch in text)
+
+
+def quoted(value: Any) -> str:
+    encoded = json.dumps(str(value), ensure_ascii=False)
+    # json.dumps escaped quotes, backslashes and C0 controls; the rest here.
+    return '"' + _escape_unprintable(encoded[1:-1]) + '"'
+
+
+def markdown(value: Any) -> str:
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(value))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def pyliteral(value: Any) -> str:
+    return repr(_plain(value))
+
+
+def _drop_hook_traceback(record: logging.LogRecord) -> bool:
+    # Our hooks print one line saying what is wrong before they exit non-zero;
+    # cookiecutter then logs a traceback of its own internals, which says nothing
+    # more. Keep its message, drop the traceback.
+    if record.exc_info and type(record.exc_info[1]).__name__ == "FailedHookException":
+        record.exc_info = None
+        record.exc_text = None
+    return True
+
+
+class FormatFilters(Extension):
+    """Registers the filters above; enabled through ``_extensions`` in cookiecutter.json."""
+
+    def __init__(self, environment):
+        super().__init__(environment)
+        environment.filters.update(quoted=quoted, markdown=markdown, pyliteral=pyliteral)
+        hooks_logger = logging.getLogger("cookiecutter.hooks")
+        if _drop_hook_traceback not in hooks_logger.filters:
+            hooks_logger.addFilter(_drop_hook_traceback)
