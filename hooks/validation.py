@@ -35,10 +35,29 @@ PACKAGE_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 # package with one of these names would shadow it.
 DEPENDENCY_MODULES = frozenset(
     {
-        "app", "blinker", "click", "fakeredis", "flask", "gunicorn", "itsdangerous",
-        "jinja2", "json_logging", "markupsafe", "pip", "pkg_resources", "prometheus_client",
-        "prometheus_flask_exporter", "pytest", "redis", "ruff", "setuptools", "src", "tests",
-        "werkzeug", "wheel", "yaml",
+        "app",
+        "blinker",
+        "click",
+        "fakeredis",
+        "flask",
+        "gunicorn",
+        "itsdangerous",
+        "jinja2",
+        "json_logging",
+        "markupsafe",
+        "pip",
+        "pkg_resources",
+        "prometheus_client",
+        "prometheus_flask_exporter",
+        "pytest",
+        "redis",
+        "ruff",
+        "setuptools",
+        "src",
+        "tests",
+        "werkzeug",
+        "wheel",
+        "yaml",
     }
 )
 
@@ -48,8 +67,14 @@ CHOICES = {
     "ci_provider": ("github", "gitlab", "none"),
 }
 BOOLEANS = (
-    "enable_ingress", "enable_hpa", "enable_pod_affinity", "enable_pod_anti_affinity",
-    "enable_metrics", "enable_service_monitor", "enable_grafana_dashboards", "enable_istio",
+    "enable_ingress",
+    "enable_hpa",
+    "enable_pod_affinity",
+    "enable_pod_anti_affinity",
+    "enable_metrics",
+    "enable_service_monitor",
+    "enable_grafana_dashboards",
+    "enable_istio",
 )
 
 
@@ -62,6 +87,7 @@ class InvalidAnswer(ValueError):
 
 
 # --- single-field checks -------------------------------------------------------
+
 
 def single_line_text(value: Any) -> str | None:
     text = str(value)

@@ -1,0 +1,43 @@
+# counter-template: developer commands. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# pytest-xdist workers; the suite is I/O bound (docker, helm, servers).
+JOBS ?= auto
+OUT ?= build
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the commands
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+.PHONY: venv
+venv: $(BIN)/.installed ## Create .venv with the template's dev tools
+
+.PHONY: tools
+tools: ## Build helm + kubeconform and the offline schema cache (machine-level cache)
+	scripts/install-tools.sh
+
+.PHONY: bake
+bake: venv ## Bake the default project into $(OUT)/ (answers: make bake ARGS='enable_istio=yes')
+	$(BIN)/cookiecutter --no-input --overwrite-if-exists -o $(OUT) . $(ARGS)
+
+.PHONY: lint
+lint: venv ## Lint the template's own Python
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+.PHONY: test
+test: venv tools lint ## Install what the tests need, then run the whole suite
+	$(BIN)/python -m pytest -n $(JOBS) $(PYTEST_ARGS)
+
+.PHONY: clean
+clean: ## Remove the venv, caches and baked output
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache $(OUT)

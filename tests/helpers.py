@@ -1,0 +1,110 @@
+"""Shared helpers for the template's test suite: baking, running commands, tool checks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cookiecutter.main import cookiecutter
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+# CI sets this: a test that would skip for a missing tool fails instead, so a
+# green CI run really exercised docker, helm, kubeconform, redis-server, ...
+STRICT = os.environ.get("COUNTER_TEMPLATE_STRICT", "") not in ("", "0", "false")
+
+
+def find_tool(name: str) -> str | None:
+    """A tool on PATH, in the template venv, or in the machine-level tool cache."""
+    candidates = [shutil.which(name), VENV_BIN / name, tool_cache_dir() / "bin" / name]
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def tool_cache_dir() -> Path:
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "counter-template"
+    return Path(os.environ.get("COUNTER_TEMPLATE_CACHE", default))
+
+
+def missing(reason: str) -> None:
+    """Skip locally; fail under COUNTER_TEMPLATE_STRICT (CI) so nothing is silently left out."""
+    if STRICT:
+        pytest.fail(f"required in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_tool(name: str, hint: str = "") -> str:
+    path = find_tool(name)
+    if path is None:
+        missing(f"{name} not found{': ' + hint if hint else ''}")
+    return path
+
+
+def run(
+    cmd: Sequence[str | os.PathLike[str]],
+    cwd: os.PathLike[str] | str | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command, capture its output, and show that output when it fails."""
+    full_env = {**os.environ, **(env or {})}
+    result = subprocess.run(
+        [str(part) for part in cmd],
+        cwd=cwd,
+        env=full_env,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        pytest.fail(
+            f"command failed ({result.returncode}): {' '.join(map(str, cmd))}\n"
+            f"--- stdout ---\n{result.stdout[-6000:]}\n--- stderr ---\n{result.stderr[-6000:]}",
+            pytrace=False,
+        )
+    return result
+
+
+def bake(output_dir: Path, validate: str = "off", **answers: Any) -> Path:
+    """Bake the template with ``answers`` into ``output_dir`` and return the project directory.
+
+    ``validate`` sets COUNTER_TEMPLATE_VALIDATE for the post-gen hook: the matrix
+    tests run helm/kubeconform themselves, so they bake with validation off.
+    """
+    previous = os.environ.get("COUNTER_TEMPLATE_VALIDATE")
+    os.environ["COUNTER_TEMPLATE_VALIDATE"] = validate
+    try:
+        project = cookiecutter(
+            str(TEMPLATE_DIR),
+            no_input=True,
+            extra_context=answers,
+            output_dir=str(output_dir),
+        )
+    finally:
+        if previous is None:
+            os.environ.pop("COUNTER_TEMPLATE_VALIDATE", None)
+        else:
+            os.environ["COUNTER_TEMPLATE_VALIDATE"] = previous
+    return Path(project)
+
+
+def bake_cli(
+    output_dir: Path, *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Bake through the real ``cookiecutter`` command line, as a user would."""
+    cli = VENV_BIN / "cookiecutter"
+    return run(
+        [cli, "--no-input", "-o", output_dir, TEMPLATE_DIR, *args],
+        env={"COUNTER_TEMPLATE_VALIDATE": "off", **(env or {})},
+        check=False,
+    )
