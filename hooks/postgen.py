@@ -1,7 +1,9 @@
 """Post-generation steps, run by ``post_gen_project.py`` inside the new project directory.
 
 1. Remove files that belong to features the answers switched off.
-2. (wired in by later steps: .env with a fresh secret, chart/manifest validation)
+2. Write ``.env`` with fresh secrets (hooks/dotenv.py).
+3. Validate the chart and manifests with helm + kubeconform (hooks/k8s_validation.py),
+   as the project's own ``make validate`` does; COUNTER_TEMPLATE_VALIDATE picks the policy.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+from hooks.dotenv import write_dotenv
+from hooks.k8s_validation import validate_project
 
 Answers = Mapping[str, Any]
 
@@ -35,4 +40,5 @@ def remove_disabled_paths(project_dir: Path, answers: Answers) -> list[str]:
 
 def main(project_dir: Path, answers: Answers) -> int:
     remove_disabled_paths(project_dir, answers)
-    return 0
+    write_dotenv(project_dir)
+    return 0 if validate_project(project_dir) else 1

@@ -141,7 +141,7 @@ def semver(value: Any) -> str | None:
 def kubernetes_version(value: Any) -> str | None:
     if KUBERNETES_VERSION.match(str(value)):
         return None
-    return "must be a Kubernetes release as X.Y.Z, e.g. 1.34.0"
+    return "must be a Kubernetes release as X.Y.Z, e.g. 1.36.0"
 
 
 def image_repository(value: Any) -> str | None:

@@ -23,4 +23,4 @@ def test_no_input_with_key_value_overrides_including_booleans(tmp_path):
     assert values["istio"]["enabled"] is True
     assert values["autoscaling"]["enabled"] is False
     assert values["redis"]["enabled"] is False
-    assert values["service"]["port"] == 9090 or values["containerPort"] == 9090
+    assert values["app"]["port"] == 9090
