@@ -62,3 +62,18 @@ def generated_venv(baked) -> Path:
             run([venv / "bin" / "pip", "install", "--quiet", "--disable-pip-version-check", *requirements])
             (venv / "ready").write_text("\n".join(requirements))
     return venv
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Show the container image sizes (test_containers.py) at the end of every run, xdist included."""
+    sizes = [
+        value
+        for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", [])
+        if report.when == "call"
+        for name, value in report.user_properties
+        if name == "image-size"
+    ]
+    if sizes:
+        terminalreporter.section("container image sizes")
+        for line in sorted(sizes):
+            terminalreporter.write_line(line)
