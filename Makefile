@@ -22,12 +22,16 @@ $(BIN)/.installed: pyproject.toml
 venv: $(BIN)/.installed ## Create .venv with the template's dev tools
 
 .PHONY: tools
-tools: ## Build helm + kubeconform and the offline schema cache (machine-level cache)
-	scripts/install-tools.sh
+tools: venv ## Build helm + kubeconform and the offline schema cache (machine-level cache)
+	PYTHON=$(abspath $(BIN))/python scripts/install-tools.sh
 
 .PHONY: bake
 bake: venv ## Bake the default project into $(OUT)/ (answers: make bake ARGS='enable_istio=yes')
 	$(BIN)/cookiecutter --no-input --overwrite-if-exists -o $(OUT) . $(ARGS)
+
+.PHONY: bench
+bench: venv ## Benchmark the generated service (needs wrk, redis-server; BENCH_ARGS='--duration 5')
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 .PHONY: lint
 lint: venv ## Lint the template's own Python
