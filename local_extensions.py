@@ -9,6 +9,10 @@ therefore never paste such a value raw into a structured file:
                   subset of all four).
 * ``markdown``  - backslash-escapes Markdown punctuation for prose/headings.
 * ``pyliteral`` - a Python literal of any JSON-like value (used by the hooks).
+
+It also sets the global ``template_dir`` (this checkout of the template) for
+the hook scripts: ``cookiecutter._repo_dir`` exists only under cookiecutter's
+own entry point, while cruft renders through ``generate_files`` without it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from pathlib import Path
 from typing import Any
 
 from jinja2.ext import Extension
@@ -69,6 +74,7 @@ class FormatFilters(Extension):
     def __init__(self, environment):
         super().__init__(environment)
         environment.filters.update(quoted=quoted, markdown=markdown, pyliteral=pyliteral)
+        environment.globals["template_dir"] = str(Path(__file__).resolve().parent)
         hooks_logger = logging.getLogger("cookiecutter.hooks")
         if _drop_hook_traceback not in hooks_logger.filters:
             hooks_logger.addFilter(_drop_hook_traceback)

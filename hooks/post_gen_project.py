@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, {{ cookiecutter._repo_dir | pyliteral }})
+sys.path.insert(0, {{ template_dir | pyliteral }})
 
 from hooks.postgen import main  # noqa: E402
 

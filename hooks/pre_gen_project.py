@@ -2,7 +2,7 @@
 
 import sys
 
-sys.path.insert(0, {{ cookiecutter._repo_dir | pyliteral }})
+sys.path.insert(0, {{ template_dir | pyliteral }})
 
 from hooks.validation import main  # noqa: E402
 

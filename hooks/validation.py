@@ -75,6 +75,7 @@ BOOLEANS = (
     "enable_service_monitor",
     "enable_grafana_dashboards",
     "enable_istio",
+    "init_git",
 )
 
 
