@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -101,10 +102,16 @@ def bake(output_dir: Path, validate: str = "off", **answers: Any) -> Path:
 def bake_cli(
     output_dir: Path, *args: str, env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Bake through the real ``cookiecutter`` command line, as a user would."""
+    """Bake through the real ``cookiecutter`` command line, as a user would.
+
+    A throwaway user config keeps replay files out of the real ~/.cookiecutter_replay.
+    """
     cli = VENV_BIN / "cookiecutter"
-    return run(
-        [cli, "--no-input", "-o", output_dir, TEMPLATE_DIR, *args],
-        env={"COUNTER_TEMPLATE_VALIDATE": "off", **(env or {})},
-        check=False,
-    )
+    with tempfile.TemporaryDirectory() as scratch:
+        config = Path(scratch) / "cookiecutterrc.yaml"
+        config.write_text(f"replay_dir: {scratch}/replay\ncookiecutters_dir: {scratch}/templates\n")
+        return run(
+            [cli, "--no-input", "-o", output_dir, TEMPLATE_DIR, *args],
+            env={"COUNTER_TEMPLATE_VALIDATE": "off", "COOKIECUTTER_CONFIG": str(config), **(env or {})},
+            check=False,
+        )
