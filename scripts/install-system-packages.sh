@@ -4,9 +4,13 @@
 #   redis-server   integration/fault tests of the generated service
 #   docker.io      container build/run/compose tests (scripts/docker-engine.sh starts it)
 #   debootstrap    offline stand-in base images (scripts/base-images.sh)
+#   wrk            HTTP load generator for the benchmark (make bench)
+#   prometheus, prometheus-redis-exporter
+#                  dashboards and alerts evaluated against a real Prometheus
+#                  (tests/test_observability.py; promtool comes with prometheus)
 set -euo pipefail
 
-packages=(redis-server docker.io debootstrap ca-certificates git make)
+packages=(redis-server docker.io debootstrap ca-certificates git make wrk prometheus prometheus-redis-exporter)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
@@ -21,5 +25,5 @@ sudo=""
 echo "system packages: installing ${missing[*]}"
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# The Debian package starts a redis-server on :6379 via init scripts on some
-# systems; the tests start their own on free ports and need none.
+# The Debian packages start redis-server (:6379) and prometheus (:9090) via init
+# scripts on some systems; the tests start their own on free ports and need none.

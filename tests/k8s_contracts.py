@@ -224,12 +224,35 @@ def check_service_monitors(objects: list[Obj]) -> list[str]:
         services = [s for s in of_kind(objects, "Service") if matches(selector, s["metadata"].get("labels"))]
         if not services:
             problems.append(f"{name_of(monitor)}: selector {selector} matches no Service")
+        job_label = monitor["spec"].get("jobLabel")
+        for service in services:
+            if job_label and job_label not in (service["metadata"].get("labels") or {}):
+                problems.append(
+                    f"{name_of(monitor)}: jobLabel {job_label!r} is no label of {name_of(service)}"
+                )
         for endpoint in monitor["spec"]["endpoints"]:
             for service in services:
                 if not any(p.get("name") == endpoint.get("port") for p in service["spec"]["ports"]):
                     problems.append(
                         f"{name_of(monitor)}: {name_of(service)} has no port named {endpoint.get('port')!r}"
                     )
+    return problems
+
+
+def check_prometheus_rules(objects: list[Obj]) -> list[str]:
+    """Each rule is an alert or a recording rule with an expression; alerts carry a severity."""
+    problems = []
+    for rule_object in of_kind(objects, "PrometheusRule"):
+        groups = rule_object["spec"].get("groups") or []
+        if not groups:
+            problems.append(f"{name_of(rule_object)}: no rule groups")
+        for group in groups:
+            for rule in group.get("rules") or []:
+                label = rule.get("alert") or rule.get("record")
+                if not label or not rule.get("expr"):
+                    problems.append(f"{name_of(rule_object)}: rule {rule} needs alert/record and expr")
+                elif "alert" in rule and not (rule.get("labels") or {}).get("severity"):
+                    problems.append(f"{name_of(rule_object)}: alert {label} has no severity label")
     return problems
 
 
@@ -370,6 +393,7 @@ CHECKS: list[Callable[[list[Obj]], list[str]]] = [
     check_hpa_and_pdb,
     check_probes,
     check_service_monitors,
+    check_prometheus_rules,
     check_istio,
     check_network_policies,
     check_affinity,

@@ -515,13 +515,16 @@ def test_compose_monitoring_prometheus_scrapes_app_and_redis(engine, compose_sta
     def targets_up() -> bool:
         targets = json.loads(http_get(f"{api}/targets").body)["data"]["activeTargets"]
         health = {t["labels"]["job"]: (t["health"], t["lastError"]) for t in targets}
-        if health != {stack.project.name: ("up", ""), "redis": ("up", "")}:
+        if health != {stack.project.name: ("up", ""), f"{stack.project.name}-redis": ("up", "")}:
             raise ValueError(f"targets: {health}")
         return True
 
     wait_for("Prometheus to scrape the app and the Redis exporter", targets_up, timeout=90)
     redis_up = json.loads(http_get(f"{api}/query?query=redis_up").body)["data"]["result"]
     assert [sample["value"][1] for sample in redis_up] == ["1"], "the exporter cannot log in to Redis"
+    # The alerting rules are mounted from the chart and loaded (tests/test_observability.py tests them).
+    groups = json.loads(http_get(f"{api}/rules").body)["data"]["groups"]
+    assert [group["name"] for group in groups] == [f"{stack.project.name}.rules"]
 
 
 def test_grafana_provisioning_matches_compose(baked):
@@ -532,8 +535,9 @@ def test_grafana_provisioning_matches_compose(baked):
     assert mounts["./monitoring/grafana/provisioning"] == "/etc/grafana/provisioning"
     providers = yaml.safe_load((provisioning / "dashboards" / "dashboards.yml").read_text(encoding="utf-8"))
     dashboards_path = providers["providers"][0]["options"]["path"]
-    assert mounts["./monitoring/dashboards"] == dashboards_path
-    assert (project / "monitoring" / "dashboards").is_dir()
+    # The dashboards live in the chart (Helm reads only inside it); compose mounts them from there.
+    assert mounts[f"./charts/{project.name}/dashboards"] == dashboards_path
+    assert sorted(p.name for p in (project / "charts" / project.name / "dashboards").glob("*.json"))
     datasources = yaml.safe_load(
         (provisioning / "datasources" / "prometheus.yml").read_text(encoding="utf-8")
     )
@@ -544,7 +548,7 @@ def test_grafana_provisioning_matches_compose(baked):
     )
     targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in scrape["scrape_configs"]}
     port = {**DEFAULTS, **VARIANTS["defaults"]}["app_port"]
-    assert targets == {project.name: [f"app:{port}"], "redis": ["redis-exporter:9121"]}
+    assert targets == {project.name: [f"app:{port}"], f"{project.name}-redis": ["redis-exporter:9121"]}
 
 
 def test_compose_files_resolve_with_official_defaults(engine, baked, tmp_path):

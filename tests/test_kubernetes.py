@@ -244,6 +244,10 @@ def test_answers_reach_chart_and_manifests(baked, variant):
     assert ("ServiceMonitor" in chart_kinds) == (
         answer["enable_metrics"] and answer["enable_service_monitor"]
     )
+    # The answer drives the PrometheusRule's default too (tests/test_observability.py checks its content).
+    assert ("PrometheusRule" in chart_kinds) == (
+        answer["enable_metrics"] and answer["enable_service_monitor"]
+    )
     dashboards = [
         o
         for o in chart_objects
@@ -277,6 +281,9 @@ def test_servicemonitor_follows_cluster_capabilities(baked):
     assert "ServiceMonitor" not in kinds()
     assert "ServiceMonitor" in kinds("--api-versions", "monitoring.coreos.com/v1")
     assert "ServiceMonitor" in kinds("--set", "metrics.serviceMonitor.force=true")
+    assert "PrometheusRule" not in kinds()
+    assert "PrometheusRule" in kinds("--api-versions", "monitoring.coreos.com/v1")
+    assert "PrometheusRule" in kinds("--set", "metrics.prometheusRule.force=true")
 
 
 # --- values.schema.json ---------------------------------------------------------

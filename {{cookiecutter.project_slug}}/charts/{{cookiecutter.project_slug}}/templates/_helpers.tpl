@@ -129,3 +129,8 @@ minReplicas <= maxReplicas as well.
 {{- fail "istio.canary.image.tag=\"\" is not allowed when istio.enabled=true: set the image tag of the canary (v2)" }}
 {{- end }}
 {{- end }}
+
+{{/* "true" when the Redis pod runs the redis_exporter sidecar. */}}
+{{- define "counter.redisMetricsEnabled" -}}
+{{- if and .Values.metrics.enabled .Values.redis.enabled .Values.redis.metrics.enabled }}true{{ end }}
+{{- end }}
