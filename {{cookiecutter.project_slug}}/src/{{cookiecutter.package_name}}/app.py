@@ -16,6 +16,10 @@ from .metrics import init_metrics
 from .request_hooks import init_request_hooks
 from .store import CounterStore
 
+# Request bodies are at most {"by": N}; anything larger is refused with 413 before it
+# is read into memory.
+MAX_BODY_BYTES = 16 * 1024
+
 
 def create_app(
     config: Settings | Mapping[str, Any] | None = None, *, store: CounterStore | None = None
@@ -38,6 +42,7 @@ def create_app(
     configure_logging(settings.log_level, settings.log_format)
 
     app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions[EXTENSION_KEY] = AppServices(
         settings=settings,
         store=store or CounterStore.from_settings(settings),

@@ -13,6 +13,8 @@ from .config import Settings
 
 # Accepted in this order; Istio/Envoy set X-Request-ID, other proxies X-Correlation-ID.
 CORRELATION_HEADERS = ("X-Request-ID", "X-Correlation-ID")
+# The same headers as WSGI environ keys, read directly (cheaper than request.headers).
+_CORRELATION_ENVIRON_KEYS = ("HTTP_X_REQUEST_ID", "HTTP_X_CORRELATION_ID")
 # A client-supplied id lands in logs and headers: accept only short, plain tokens.
 _VALID_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
 # Probes and scrapes run every few seconds; their request lines are DEBUG, not INFO.
@@ -21,42 +23,52 @@ _QUIET_PATHS = re.compile(r"^/(health/|metrics$)")
 request_log = logging.getLogger("{{ cookiecutter.package_name }}.request")
 
 
-def _incoming_correlation_id() -> str:
-    for header in CORRELATION_HEADERS:
-        value = request.headers.get(header, "").strip()
-        if _VALID_ID.fullmatch(value):
+def _incoming_correlation_id(environ: dict) -> str:
+    for key in _CORRELATION_ENVIRON_KEYS:
+        value = environ.get(key, "").strip()
+        if value and _VALID_ID.fullmatch(value):
             return value
     return uuid.uuid4().hex
 
 
 def init_request_hooks(app: Flask, settings: Settings) -> None:
+    # These hooks run on every request: `request` and `g` are context-local proxies
+    # that cost a lookup per attribute, so each is read once into a local.
     @app.before_request
     def start_request() -> None:
-        g.request_started = time.perf_counter()
-        g.correlation_id = _incoming_correlation_id()
+        context = g._get_current_object()
+        context.request_started = time.perf_counter()
+        context.correlation_id = _incoming_correlation_id(request.environ)
 
     @app.after_request
     def finish_request(response: Response) -> Response:
-        response.headers["X-App-Version"] = settings.app_version
-        correlation_id = g.get("correlation_id")
+        context = g._get_current_object()
+        headers = response.headers
+        headers["X-App-Version"] = settings.app_version
+        correlation_id = context.get("correlation_id")
         if correlation_id:
-            response.headers["X-Request-ID"] = correlation_id
-        started = g.get("request_started")
+            headers["X-Request-ID"] = correlation_id
+        current = request._get_current_object()
+        path = current.path
+        level = logging.DEBUG if _QUIET_PATHS.match(path) else logging.INFO
+        if not request_log.isEnabledFor(level):
+            return response
+        started = context.get("request_started")
         duration_ms = round((time.perf_counter() - started) * 1000, 2) if started else None
-        level = logging.DEBUG if _QUIET_PATHS.match(request.path) else logging.INFO
+        method, status = current.method, response.status_code
         request_log.log(
             level,
             "%s %s %s %sms",
-            request.method,
-            request.path,
-            response.status_code,
+            method,
+            path,
+            status,
             duration_ms,
             extra={
-                "method": request.method,
-                "path": request.path,
-                "status": response.status_code,
+                "method": method,
+                "path": path,
+                "status": status,
                 "duration_ms": duration_ms,
-                "remote_addr": request.remote_addr,
+                "remote_addr": current.remote_addr,
             },
         )
         return response

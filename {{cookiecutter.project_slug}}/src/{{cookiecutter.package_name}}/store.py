@@ -9,6 +9,11 @@ Redis already executed it. So:
 * reads and idempotent writes (GET, DEL, PING) are retried the same way;
 * INCR is sent exactly once on a connection that is already established; if it
   fails after that, the error is reported (503) and never retried.
+
+Only connection errors (refused, reset: Redis restarting) are retried, never
+timeouts: a timeout has already used up the time a request has, and redis-py
+nests retries (a new connection's first PING has its own), so retrying them
+turned a paused Redis into requests of up to 9x REDIS_SOCKET_TIMEOUT.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from .config import SERVICE_NAME, Settings
 RETRIES = 2
 BACKOFF_BASE_SECONDS = 0.05
 BACKOFF_CAP_SECONDS = 0.5
+# Timeouts are not retried (see above).
+RETRIED_ERRORS = (redis.ConnectionError,)
 # Idle pooled connections are PINGed before reuse after this long, so a
 # half-open connection (Redis restarted, NAT timeout) is replaced, not used.
 HEALTH_CHECK_INTERVAL_SECONDS = 30
@@ -81,7 +88,9 @@ def build_pool(
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": connect_timeout,
         "health_check_interval": HEALTH_CHECK_INTERVAL_SECONDS,
-        "retry": Retry(backoff if retries else NoBackoff(), retries),
+        "retry": Retry(
+            backoff if retries else NoBackoff(), retries, supported_errors=RETRIED_ERRORS
+        ),
         "max_connections": max_connections,
         "client_name": SERVICE_NAME,
     }

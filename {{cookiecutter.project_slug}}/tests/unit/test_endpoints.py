@@ -78,6 +78,14 @@ def test_api_post_rejects_bad_bodies(client, body, content_type, status):
     assert client.get("/api/counter").get_json() == {"count": 0}
 
 
+def test_oversized_body_is_json_413(client):
+    body = '{"by": 1, "padding": "' + "x" * 20_000 + '"}'
+    response = client.post("/api/counter", data=body, content_type="application/json")
+    assert response.status_code == 413
+    assert response.get_json()["error"] == "request_entity_too_large"
+    assert client.get("/api/counter").get_json() == {"count": 0}
+
+
 def test_reset_is_forbidden_by_default(client):
     client.get("/")
     response = client.delete("/api/counter")

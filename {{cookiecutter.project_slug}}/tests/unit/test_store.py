@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import socket
+import time
 
 import fakeredis
 import pytest
@@ -12,6 +14,7 @@ from {{ cookiecutter.package_name }}.config import settings_from_mapping
 from {{ cookiecutter.package_name }}.store import (
     HEALTH_CHECK_INTERVAL_SECONDS,
     PROBE_TIMEOUT_SECONDS,
+    RETRIED_ERRORS,
     RETRIES,
     CounterStore,
     StoreUnavailable,
@@ -47,6 +50,30 @@ def test_pool_options_come_from_settings():
     assert options["health_check_interval"] == HEALTH_CHECK_INTERVAL_SECONDS
     assert options["retry"].get_retries() == RETRIES
     assert store._pool.max_connections == 9
+
+
+def test_a_silent_redis_costs_one_socket_timeout_not_one_per_retry():
+    # The kernel accepts connections on a listening socket nobody serves: like a paused Redis.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        host, port = silent.getsockname()
+        timeout = 0.2
+        settings = settings_from_mapping(
+            {
+                "redis_host": host,
+                "redis_port": port,
+                "redis_socket_timeout": timeout,
+                "redis_connect_timeout": timeout,
+            }
+        )
+        store = CounterStore.from_settings(settings)
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="did not answer in time"):
+            store.increment()
+        # Retried timeouts (nested by redis-py) would take about 9x as long.
+        assert time.monotonic() - started < 2 * timeout
+    assert not issubclass(redis.TimeoutError, RETRIED_ERRORS)
 
 
 def test_probe_pool_is_fast_and_does_not_retry():
