@@ -25,21 +25,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
-import hashlib
 import json
 import os
 import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -51,7 +47,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 TEMPLATE_DIR = BENCH_DIR.parent
 sys.path.insert(0, str(TEMPLATE_DIR / "tests"))
 
-from helpers import bake, find_tool  # noqa: E402
+from helpers import bake, find_tool, free_port, generated_venv_for  # noqa: E402
 from variants import DEFAULTS, VARIANTS  # noqa: E402
 
 CONNECTIONS = (8, 32, 128)
@@ -83,12 +79,6 @@ def tool(name: str) -> str:
     if path is None:
         raise BenchError(f"{name} not found; {INSTALL_HINT}")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def http_status(url: str, timeout: float = 2) -> int:
@@ -171,31 +161,6 @@ def quiet_output(log_path: Path) -> Iterator[None]:
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
-
-
-# ---------------------------------------------------------------------------
-# The generated project's venv: the same cache as tests/conftest.py's generated_venv.
-# ---------------------------------------------------------------------------
-
-
-def generated_venv(project: Path) -> Path:
-    meta = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    requirements = sorted(meta["dependencies"] + meta.get("optional-dependencies", {}).get("dev", []))
-    digest = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:12]
-    cache = TEMPLATE_DIR / ".cache"
-    cache.mkdir(exist_ok=True)
-    venv = cache / f"generated-venv-{digest}"
-    with open(cache / "generated-venv.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (venv / "ready").exists():
-            log(f"creating {venv.relative_to(TEMPLATE_DIR)}")
-            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-            subprocess.run(
-                [venv / "bin" / "pip", "install", "--quiet", "--disable-pip-version-check", *requirements],
-                check=True,
-            )
-            (venv / "ready").write_text("\n".join(requirements))
-    return venv
 
 
 # ---------------------------------------------------------------------------
@@ -844,7 +809,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"baking the default project into {work}")
         with quiet_output(logs / "bakes.log"):
             project = bake(work / "project", validate="off")
-        venv = generated_venv(project)
+        log("generated venv (created on first use)")
+        venv = generated_venv_for(project)
         redis_server, redis_port = start_redis(work, logs)
         try:
             apps = Apps(project, venv, redis_port, work, args.overrides)

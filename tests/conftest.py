@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import os
-import subprocess
-import sys
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from helpers import TEMPLATE_DIR, run
+from helpers import generated_venv_for
 from variants import VARIANTS
 
 # The matrix tests run helm/kubeconform themselves; the post-gen validation is
@@ -37,31 +32,10 @@ def baked(cookies_session) -> Callable[[str], Path]:
     return bake_variant
 
 
-def _generated_requirements(project: Path) -> list[str]:
-    meta = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    return sorted(meta["dependencies"] + meta.get("optional-dependencies", {}).get("dev", []))
-
-
 @pytest.fixture(scope="session")
 def generated_venv(baked) -> Path:
-    """A venv with the generated project's runtime + dev dependencies (not the project itself).
-
-    Projects run from source with PYTHONPATH=src, so one venv serves every
-    variant. It is cached under .cache/ keyed by the dependency list, and
-    created under a file lock because xdist workers ask for it at once.
-    """
-    requirements = _generated_requirements(baked("defaults"))
-    digest = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:12]
-    cache = TEMPLATE_DIR / ".cache"
-    cache.mkdir(exist_ok=True)
-    venv = cache / f"generated-venv-{digest}"
-    with open(cache / "generated-venv.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (venv / "ready").exists():
-            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-            run([venv / "bin" / "pip", "install", "--quiet", "--disable-pip-version-check", *requirements])
-            (venv / "ready").write_text("\n".join(requirements))
-    return venv
+    """The shared venv with the generated project's dependencies (helpers.generated_venv_for)."""
+    return generated_venv_for(baked("defaults"))
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,19 +53,57 @@ def require_tool(name: str, hint: str = "") -> str:
     return path
 
 
+def free_port() -> int:
+    """A loopback port that was free a moment ago (for servers the tests start)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def generated_venv_for(project: Path) -> Path:
+    """A venv with a generated project's runtime + dev dependencies (not the project itself).
+
+    Projects run from source with PYTHONPATH=src, so one venv serves every
+    variant. It is cached under .cache/ keyed by the dependency list, and
+    created under a file lock because xdist workers (and make bench) ask at once.
+    """
+    meta = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    requirements = sorted(meta["dependencies"] + meta.get("optional-dependencies", {}).get("dev", []))
+    digest = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:12]
+    cache = TEMPLATE_DIR / ".cache"
+    cache.mkdir(exist_ok=True)
+    venv = cache / f"generated-venv-{digest}"
+    with open(cache / "generated-venv.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (venv / "ready").exists():
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+            subprocess.run(
+                [venv / "bin" / "pip", "install", "--quiet", "--disable-pip-version-check", *requirements],
+                check=True,
+            )
+            (venv / "ready").write_text("\n".join(requirements))
+    return venv
+
+
 def run(
     cmd: Sequence[str | os.PathLike[str]],
     cwd: os.PathLike[str] | str | None = None,
     env: Mapping[str, str] | None = None,
     check: bool = True,
     timeout: float = 600,
+    inherit_env: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command, capture its output, and show that output when it fails."""
-    full_env = {**os.environ, **(env or {})}
+    """Run a command, capture its output, and show that output when it fails.
+
+    ``env`` is added to this process's environment, or replaces it with
+    ``inherit_env=False``. Standard input is closed: nothing may prompt.
+    """
+    full_env = {**(os.environ if inherit_env else {}), **(env or {})}
     result = subprocess.run(
         [str(part) for part in cmd],
         cwd=cwd,
         env=full_env,
+        stdin=subprocess.DEVNULL,
         text=True,
         capture_output=True,
         timeout=timeout,

@@ -16,7 +16,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -29,7 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import TEMPLATE_DIR, missing, require_tool, run
+from helpers import TEMPLATE_DIR, free_port, missing, require_tool, run
 from hooks.dotenv import SECRET_VARIABLES, write_dotenv
 from variants import DEFAULTS, VARIANTS
 
@@ -50,12 +49,6 @@ BUILD_VARIANTS = ["defaults", "app_port=8080", "odd-names"]
 
 def unique(prefix: str) -> str:
     return f"ct-{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

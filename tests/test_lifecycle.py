@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import TEMPLATE_DIR, VENV_BIN, require_tool, tool_cache_dir
+from helpers import TEMPLATE_DIR, VENV_BIN, require_tool, run, tool_cache_dir
 from hooks.template_version import RECORD_FILE, template_commit
 from variants import DEFAULTS, VARIANTS
 
@@ -63,23 +63,8 @@ def user_env(home: Path, identity: bool = True, **extra: str) -> dict[str, str]:
 def sh(
     cmd: Sequence[str | os.PathLike[str]], cwd: Path, env: Mapping[str, str], check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [str(part) for part in cmd],
-        cwd=cwd,
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if check and result.returncode != 0:
-        pytest.fail(
-            f"command failed ({result.returncode}): {' '.join(map(str, cmd))}\n"
-            f"--- stdout ---\n{result.stdout[-6000:]}\n--- stderr ---\n{result.stderr[-6000:]}",
-            pytrace=False,
-        )
-    return result
+    """Run with exactly ``env`` (a fresh HOME per test), not this process's environment."""
+    return run(cmd, cwd=cwd, env=env, check=check, inherit_env=False)
 
 
 def cookiecutter(*args: str | os.PathLike[str], cwd: Path, env: Mapping[str, str], check: bool = True):

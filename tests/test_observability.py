@@ -36,7 +36,7 @@ import promql_check
 import pytest
 import yaml
 
-from helpers import require_tool, run
+from helpers import free_port, require_tool, run
 
 pytestmark = pytest.mark.slow
 
@@ -45,14 +45,6 @@ STABLE_VERSION = "0.1.0"
 CANARY_VERSION = "0.2.0"
 RATE_INTERVAL = "20s"
 STARTUP_TIMEOUT = 60
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def chart_dir(project: Path) -> Path:

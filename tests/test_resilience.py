@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from helpers import require_tool
+from helpers import free_port, require_tool
 
 pytestmark = pytest.mark.slow
 
@@ -77,12 +77,6 @@ def redis_call(port: int, *command: str, password: str | None = None, timeout: f
         stream = sock.makefile("rb")
         replies = [_read_reply(stream) for _ in commands]
     return replies[-1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
