@@ -89,6 +89,12 @@ def on_starting(server):
         stale.unlink()
 
 
+def when_ready(server):
+    # With reuse_port every worker opens its own socket, so gunicorn's
+    # "Listening at:" line has no address; say where the workers listen.
+    server.log.info("workers listening on %s (SO_REUSEPORT)", bind)
+
+
 def child_exit(server, worker):
     # Drop the exited worker's live gauges; its counters stay part of the totals.
     GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)
