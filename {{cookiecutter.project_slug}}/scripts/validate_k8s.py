@@ -124,6 +124,15 @@ def kubeconform_command(kubeconform: str, version: str, env: dict[str, str]) -> 
     return command
 
 
+def conform_rendered(name: str, render: Check, manifests: str, conform: list[str]) -> Check:
+    """kubeconform over what ``render`` printed; a failed render is reported as it is."""
+    if not render.ok:
+        return render
+    check, _ = run(name, conform, manifests)
+    check.command = f"{render.command} | {check.command}"
+    return check
+
+
 def chart_checks(
     project: Path, helm: str, kubeconform: str, version: str, env: dict[str, str]
 ) -> list[Check]:
@@ -152,16 +161,14 @@ def chart_checks(
                 *values_args,
             ],
         )
-        if not template.ok:
-            checks.append(template)
-            continue
-        conform, _ = run(
-            f"kubeconform chart ({label})",
-            kubeconform_command(kubeconform, version, env),
-            manifests,
+        checks.append(
+            conform_rendered(
+                f"kubeconform chart ({label})",
+                template,
+                manifests,
+                kubeconform_command(kubeconform, version, env),
+            )
         )
-        conform.command = f"{template.command} | {conform.command}"
-        checks.append(conform)
     return checks
 
 
@@ -191,14 +198,14 @@ def manifest_checks(
     build = kustomize_command(project, env, extra_dirs)
     if build:
         built, manifests = run("kustomize build k8s", build)
-        if built.ok:
-            built, _ = run(
+        checks.append(
+            conform_rendered(
                 "kubeconform kustomize build k8s",
-                kubeconform_command(kubeconform, version, env),
+                built,
                 manifests,
+                kubeconform_command(kubeconform, version, env),
             )
-            built.command = f"{' '.join(build)} | {built.command}"
-        checks.append(built)
+        )
     return checks
 
 
