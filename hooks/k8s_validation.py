@@ -34,11 +34,6 @@ def mode_from_env(env: dict[str, str] | None = None) -> str:
     return value
 
 
-def tool_cache_bin() -> Path:
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "counter-template"
-    return Path(os.environ.get("COUNTER_TEMPLATE_CACHE", cache)) / "bin"
-
-
 def load_validator(project_dir: Path) -> ModuleType:
     path = project_dir / "scripts" / "validate_k8s.py"
     spec = importlib.util.spec_from_file_location("generated_validate_k8s", path)
@@ -64,7 +59,7 @@ def validate_project(project_dir: Path | str, mode: str | None = None, out=None)
         return True
     project_dir = Path(project_dir)
     validator = load_validator(project_dir)
-    report = validator.run_checks(project_dir, extra_tool_dirs=[tool_cache_bin()])
+    report = validator.run_checks(project_dir)
     strict = mode == "strict"
     level = "ERROR" if strict else "WARNING"
     if report.missing:

@@ -73,7 +73,7 @@ def default_tool_dir() -> Path:
     return Path(os.environ.get("COUNTER_TEMPLATE_CACHE", cache)) / "bin"
 
 
-def find_tool(name: str, env: dict[str, str], extra_dirs: list[Path]) -> str | None:
+def find_tool(name: str, env: dict[str, str]) -> str | None:
     explicit = env.get(name.upper())
     if explicit:
         return explicit if shutil.which(explicit) else None
@@ -81,7 +81,7 @@ def find_tool(name: str, env: dict[str, str], extra_dirs: list[Path]) -> str | N
     if found:
         return found
     dirs = [Path(env["K8S_TOOLS_DIR"])] if env.get("K8S_TOOLS_DIR") else []
-    for directory in [*dirs, *extra_dirs, default_tool_dir()]:
+    for directory in [*dirs, default_tool_dir()]:
         candidate = directory / name
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
@@ -172,20 +172,18 @@ def chart_checks(
     return checks
 
 
-def kustomize_command(
-    project: Path, env: dict[str, str], extra_dirs: list[Path]
-) -> list[str] | None:
-    kustomize = find_tool("kustomize", env, extra_dirs)
+def kustomize_command(project: Path, env: dict[str, str]) -> list[str] | None:
+    kustomize = find_tool("kustomize", env)
     if kustomize:
         return [kustomize, "build", str(project / "k8s")]
-    kubectl = find_tool("kubectl", env, extra_dirs)
+    kubectl = find_tool("kubectl", env)
     if kubectl:
         return [kubectl, "kustomize", str(project / "k8s")]
     return None
 
 
 def manifest_checks(
-    project: Path, kubeconform: str, version: str, env: dict[str, str], extra_dirs: list[Path]
+    project: Path, kubeconform: str, version: str, env: dict[str, str]
 ) -> list[Check]:
     k8s = project / "k8s"
     # Every file, also the ones the kustomization leaves out (opt-in features,
@@ -195,7 +193,7 @@ def manifest_checks(
         "kubeconform k8s/*.yaml", [*kubeconform_command(kubeconform, version, env), *files]
     )
     checks = [conform]
-    build = kustomize_command(project, env, extra_dirs)
+    build = kustomize_command(project, env)
     if build:
         built, manifests = run("kustomize build k8s", build)
         checks.append(
@@ -213,15 +211,13 @@ def run_checks(
     project: Path,
     kubernetes_version: str | None = None,
     env: dict[str, str] | None = None,
-    extra_tool_dirs: list[Path] | None = None,
 ) -> Report:
     """Run every check that the installed tools allow; list the missing required tools."""
     env = dict(os.environ if env is None else env)
-    extra_dirs = list(extra_tool_dirs or [])
     version = kubernetes_version or env.get("KUBERNETES_VERSION") or DEFAULT_KUBERNETES_VERSION
     report = Report()
-    helm = find_tool("helm", env, extra_dirs)
-    kubeconform = find_tool("kubeconform", env, extra_dirs)
+    helm = find_tool("helm", env)
+    kubeconform = find_tool("kubeconform", env)
     report.missing = [
         name for name, path in (("helm", helm), ("kubeconform", kubeconform)) if path is None
     ]
@@ -229,7 +225,7 @@ def run_checks(
         return report
     if helm is not None:
         report.checks += chart_checks(project, helm, kubeconform, version, env)
-    report.checks += manifest_checks(project, kubeconform, version, env, extra_dirs)
+    report.checks += manifest_checks(project, kubeconform, version, env)
     return report
 
 
