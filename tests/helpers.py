@@ -10,8 +10,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_until(
+    description: str, probe: Callable[[], Any], timeout: float = 60, interval: float = 0.25
+) -> Any:
+    """Poll ``probe`` until it returns something true, and return that.
+
+    Connection errors and half-started servers (OSError, which URLError is; bad
+    JSON, a missing key) count as "not yet"; the last one is shown on timeout.
+    """
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = probe()
+            if result:
+                return result
+        except (OSError, ValueError, KeyError) as error:
+            last = error
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {description} (last error: {last!r})", pytrace=False)
 
 
 def generated_venv_for(project: Path) -> Path:

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import TEMPLATE_DIR, free_port, missing, require_tool, run
+from helpers import TEMPLATE_DIR, free_port, missing, require_tool, run, wait_until
 from hooks.dotenv import SECRET_VARIABLES, write_dotenv
 from variants import DEFAULTS, VARIANTS
 
@@ -67,20 +67,6 @@ def http_get(url: str, timeout: float = 5) -> Response:
             return Response(reply.status, dict(reply.headers), reply.read().decode())
     except urllib.error.HTTPError as error:
         return Response(error.code, dict(error.headers), error.read().decode())
-
-
-def wait_for(description: str, probe: Callable[[], bool], timeout: float = 60) -> None:
-    """Poll ``probe`` until it is true; connection errors and half-started servers count as not yet."""
-    deadline = time.monotonic() + timeout
-    last_error = ""
-    while time.monotonic() < deadline:
-        try:
-            if probe():
-                return
-        except (OSError, ValueError, KeyError) as error:  # URLError is an OSError, JSON errors ValueErrors
-            last_error = f" (last error: {error!r})"
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {description}{last_error}", pytrace=False)
 
 
 def hit_count(response: Response) -> int:
@@ -345,7 +331,7 @@ def start_redis(engine: Engine, network: str, password: str) -> str:
         "-e", f"REDISCLI_AUTH={password}",
         engine.redis_image, "redis-server", "--requirepass", password, "--appendonly", "yes",
     ])  # fmt: skip
-    wait_for(
+    wait_until(
         "Redis to answer PING",
         lambda: "PONG" in run([engine.docker, "exec", name, "redis-cli", "ping"], check=False).stdout,
         timeout=30,
@@ -367,7 +353,10 @@ def test_docker_run_counts_logs_json_and_stops_gracefully(engine, built_image, n
         ])  # fmt: skip
         host_port = run([engine.docker, "port", app, f"{image.port}/tcp"]).stdout.split(":")[-1].strip()
         base_url = f"http://127.0.0.1:{host_port}"
-        wait_for("the app to answer /health/live", lambda: http_get(base_url + "/health/live").status == 200)
+        wait_until(
+            "the app to answer /health/live",
+            lambda: http_get(base_url + "/health/live").status == 200,
+        )
 
         counts = [hit_count(http_get(base_url + "/")) for _ in range(3)]
         assert counts == [counts[0], counts[0] + 1, counts[0] + 2]
@@ -446,14 +435,17 @@ def test_compose_stack_counts_persists_degrades_and_recovers(compose_stack):
     stack = compose_stack
     # depends_on: service_healthy makes `up` wait for Redis before it starts the app.
     stack("up", "--detach", "--no-build")
-    wait_for("the app to be ready", lambda: stack.get("/health/ready").status == 200)
+    wait_until("the app to be ready", lambda: stack.get("/health/ready").status == 200)
 
     first = hit_count(stack.get("/"))
     assert hit_count(stack.get("/")) == first + 1
 
     # Append-only file on a named volume: the count survives a Redis restart.
     stack("restart", "redis")
-    wait_for("the app to be ready after the Redis restart", lambda: stack.get("/health/ready").status == 200)
+    wait_until(
+        "the app to be ready after the Redis restart",
+        lambda: stack.get("/health/ready").status == 200,
+    )
     assert hit_count(stack.get("/")) == first + 2
 
     stack("stop", "redis")
@@ -467,7 +459,7 @@ def test_compose_stack_counts_persists_degrades_and_recovers(compose_stack):
     assert stack.get("/health/live").status == 200
 
     stack("start", "redis")
-    wait_for("/ to work again once Redis is back", lambda: stack.get("/").status == 200, timeout=60)
+    wait_until("/ to work again once Redis is back", lambda: stack.get("/").status == 200, timeout=60)
     assert hit_count(stack.get("/")) >= first + 3
 
     app_logs = stack("logs", "--no-color", "--no-log-prefix", "app")
@@ -501,7 +493,7 @@ def test_compose_monitoring_prometheus_scrapes_app_and_redis(engine, compose_sta
         "redis-exporter",
         "prometheus",
     )
-    wait_for("the app to be ready", lambda: stack.get("/health/ready").status == 200)
+    wait_until("the app to be ready", lambda: stack.get("/health/ready").status == 200)
     hit_count(stack.get("/"))
     api = f"http://127.0.0.1:{prometheus_port}/api/v1"
 
@@ -512,7 +504,7 @@ def test_compose_monitoring_prometheus_scrapes_app_and_redis(engine, compose_sta
             raise ValueError(f"targets: {health}")
         return True
 
-    wait_for("Prometheus to scrape the app and the Redis exporter", targets_up, timeout=90)
+    wait_until("Prometheus to scrape the app and the Redis exporter", targets_up, timeout=90)
     redis_up = json.loads(http_get(f"{api}/query?query=redis_up").body)["data"]["result"]
     assert [sample["value"][1] for sample in redis_up] == ["1"], "the exporter cannot log in to Redis"
     # The alerting rules are mounted from the chart and loaded (tests/test_observability.py tests them).

@@ -36,7 +36,7 @@ import promql_check
 import pytest
 import yaml
 
-from helpers import free_port, require_tool, run
+from helpers import free_port, require_tool, run, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -58,20 +58,6 @@ def dashboards(project: Path) -> dict[str, dict[str, Any]]:
 
 def alert_rules(project: Path) -> dict[str, Any]:
     return yaml.safe_load((chart_dir(project) / "prometheus" / "alerts.yml").read_text(encoding="utf-8"))
-
-
-def wait_until(description: str, probe, timeout: float = STARTUP_TIMEOUT, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = probe()
-            if result:
-                return result
-        except (OSError, ValueError, KeyError) as error:
-            last = error
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {description} (last error: {last!r})", pytrace=False)
 
 
 def http(url: str, data: bytes | None = None, method: str = "GET") -> int:
