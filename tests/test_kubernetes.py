@@ -39,6 +39,8 @@ HELMS = {
 }
 VALUES_SETS = ("defaults", "all-features", "external-redis", "minimal")
 KUBERNETES_VERSION = DEFAULTS["kubernetes_version"]
+# The APIs the chart's capability gates ask for (as the generated validate_k8s.py announces them).
+CRD_API_VERSIONS = ("monitoring.coreos.com/v1", "networking.istio.io/v1")
 
 
 @functools.cache
@@ -109,8 +111,7 @@ def render(helm: str, chart: Path, *args: str, release: str | None = None) -> li
             chart,
             "--kube-version",
             KUBERNETES_VERSION,
-            "--api-versions",
-            "monitoring.coreos.com/v1",
+            *(arg for api in CRD_API_VERSIONS for arg in ("--api-versions", api)),
             *args,
         ]
     )
@@ -269,21 +270,27 @@ def test_answers_reach_chart_and_manifests(baked, variant):
     assert manifest_keys <= chart_keys
 
 
-def test_servicemonitor_follows_cluster_capabilities(baked):
-    """Rendered only when the cluster serves monitoring.coreos.com/v1, or when forced."""
+def test_custom_resources_follow_cluster_capabilities(baked):
+    """CRD-backed kinds render only when the cluster serves their API, or when forced."""
     helm = require_tool("helm", "run scripts/install-tools.sh")
-    chart = chart_dir(baked("enable_service_monitor=true"))
+    chart = chart_dir(baked("istio+service-monitor"))
 
     def kinds(*args: str) -> set[str]:
         result = run([helm, "template", "rel", chart, "--kube-version", KUBERNETES_VERSION, *args])
         return {doc["kind"] for doc in yaml.safe_load_all(result.stdout) if doc}
 
-    assert "ServiceMonitor" not in kinds()
-    assert "ServiceMonitor" in kinds("--api-versions", "monitoring.coreos.com/v1")
-    assert "ServiceMonitor" in kinds("--set", "metrics.serviceMonitor.force=true")
-    assert "PrometheusRule" not in kinds()
-    assert "PrometheusRule" in kinds("--api-versions", "monitoring.coreos.com/v1")
-    assert "PrometheusRule" in kinds("--set", "metrics.prometheusRule.force=true")
+    gated = {
+        "ServiceMonitor": ("monitoring.coreos.com/v1", "metrics.serviceMonitor.force=true"),
+        "PrometheusRule": ("monitoring.coreos.com/v1", "metrics.prometheusRule.force=true"),
+        "VirtualService": ("networking.istio.io/v1", "istio.force=true"),
+        "DestinationRule": ("networking.istio.io/v1", "istio.force=true"),
+    }
+    assert not kinds() & set(gated)
+    for kind, (api, force) in gated.items():
+        assert kind in kinds("--api-versions", api), kind
+        assert kind in kinds("--set", force), kind
+    # Without the API the canary Deployment is still there: only routing is gated.
+    assert "Deployment" in kinds()
 
 
 # --- values.schema.json ---------------------------------------------------------

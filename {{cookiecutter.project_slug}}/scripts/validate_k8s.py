@@ -37,7 +37,7 @@ CRD_LAYOUT = "{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json"{% endra
 CRDS_CATALOG = "https://raw.githubusercontent.com/datreeio/CRDs-catalog/main/" + CRD_LAYOUT
 # The chart may render these CRD-backed kinds; the API is announced to
 # `helm template` so capability-gated templates render too.
-EXTRA_API_VERSIONS = ("monitoring.coreos.com/v1",)
+EXTRA_API_VERSIONS = ("monitoring.coreos.com/v1", "networking.istio.io/v1")
 # Value sets shipped with the chart (chart-testing convention), linted and rendered too.
 CI_VALUES_GLOB = "ci/*-values.yaml"
 NOT_MANIFESTS = {"kustomization.yaml", "kustomization.yml"}

@@ -64,6 +64,9 @@ spec:
       securityContext:
         {{- toYaml $values.podSecurityContext | nindent 8 }}
       terminationGracePeriodSeconds: {{ $values.terminationGracePeriodSeconds }}
+      {{- with $values.scheduling.schedulerName }}
+      schedulerName: {{ . }}
+      {{- end }}
       {{- $affinity := include "counter.affinity" $root }}
       {{- if $affinity }}
       affinity:

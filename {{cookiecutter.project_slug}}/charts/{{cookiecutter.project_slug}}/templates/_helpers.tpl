@@ -130,6 +130,11 @@ minReplicas <= maxReplicas as well.
 {{- end }}
 {{- end }}
 
+{{/* "true" when the Istio routing objects are rendered: the cluster serves their API, or force. */}}
+{{- define "counter.istioRouting" -}}
+{{- if and .Values.istio.enabled (or .Values.istio.force (.Capabilities.APIVersions.Has "networking.istio.io/v1")) }}true{{ end }}
+{{- end }}
+
 {{/* "true" when the Redis pod runs the redis_exporter sidecar. */}}
 {{- define "counter.redisMetricsEnabled" -}}
 {{- if and .Values.metrics.enabled .Values.redis.enabled .Values.redis.metrics.enabled }}true{{ end }}
