@@ -40,7 +40,15 @@ lint: venv ## Lint the template's own Python
 
 .PHONY: test
 test: venv tools lint ## Install what the tests need, then run the whole suite
-	$(BIN)/python -m pytest -n $(JOBS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup $(PYTEST_ARGS)
+
+.PHONY: cluster-up
+cluster-up: ## Start the local Kubernetes cluster for tests/test_cluster.py (builds it once: ~10 min)
+	PYTHON=$(PYTHON) scripts/kube-cluster.sh up
+
+.PHONY: cluster-down
+cluster-down: ## Stop and delete the local Kubernetes cluster
+	scripts/kube-cluster.sh down
 
 .PHONY: clean
 clean: ## Remove the venv, caches and baked output

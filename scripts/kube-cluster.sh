@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# A local Kubernetes control plane with simulated nodes, for deploying baked
+# projects for real: etcd, kube-apiserver, kube-controller-manager and
+# kube-scheduler run as plain processes under `kwokctl --runtime binary`, and
+# KWOK plays the kubelets (pods become Running/Ready, nothing is executed).
+# No container engine and no download site are needed: every binary is built
+# from the Go module proxy (scripts/control-plane/go.mod) and cached.
+#
+# The scheduler has extra profiles for tests: scripts/kube-scheduler-config.yaml.
+#
+# Usage: scripts/kube-cluster.sh COMMAND
+#   build       build/cache the binaries (cold: ~10 min on 2 cores; then instant)
+#   up          build, create the cluster, add nodes, a default StorageClass with
+#               volumes, and the Istio + Prometheus Operator CRDs; prints the
+#               kubeconfig path (use: export KUBECONFIG=<path>)
+#   down        delete the cluster
+#   kubeconfig  print the kubeconfig path of the running cluster (exit 1 if none)
+# Environment:
+#   COUNTER_TEMPLATE_CLUSTER   cluster name (default counter-template)
+#   CLUSTER_NODES              simulated nodes (default 4, in 2 zones)
+#   CRD_SCHEMA_LOCATION        CRD JSON schemas in {group}/{kind}_{version}.json
+#                              layout: a directory, or a URL prefix (default: the
+#                              public CRDs-catalog on GitHub)
+#   KWOK_VERSION               kwok/kwokctl pin (the Kubernetes version is the one
+#                              scripts/control-plane/go.mod builds: update.sh changes it)
+#   COUNTER_TEMPLATE_CACHE     cache root (default ~/.cache/counter-template)
+set -euo pipefail
+
+KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
+CLUSTER="${COUNTER_TEMPLATE_CLUSTER:-counter-template}"
+NODES="${CLUSTER_NODES:-4}"
+CRD_SCHEMA_LOCATION="${CRD_SCHEMA_LOCATION:-https://raw.githubusercontent.com/datreeio/CRDs-catalog/main}"
+# The custom resources the chart renders (group/version/kind).
+CRDS=(
+  networking.istio.io/v1/VirtualService
+  networking.istio.io/v1/DestinationRule
+  monitoring.coreos.com/v1/ServiceMonitor
+  monitoring.coreos.com/v1/PrometheusRule
+)
+
+SCRIPTS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+MODULE_DIR="$SCRIPTS_DIR/control-plane"
+KUBE_VERSION="$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ { print $2; exit }' "$MODULE_DIR/go.mod")"
+CACHE_DIR="${COUNTER_TEMPLATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/counter-template}"
+# kwokctl keeps each cluster's config, PKI, logs and etcd data here.
+export KWOK_WORKDIR="${KWOK_WORKDIR:-$CACHE_DIR/kwok}"
+KUBECONFIG_FILE="$KWOK_WORKDIR/clusters/$CLUSTER/counter-template.kubeconfig"
+
+die() { echo "kube-cluster.sh: $*" >&2; exit 1; }
+
+# The binaries live in a directory named after everything that decides them,
+# so a changed pin or go.sum builds afresh and an interrupted build never counts.
+bin_dir() {
+  local key
+  key="$( (cat "$MODULE_DIR/go.mod" "$MODULE_DIR/go.sum"; echo "$KWOK_VERSION"; go env GOVERSION) \
+    | sha256sum | cut -c1-12)"
+  echo "$CACHE_DIR/control-plane/$KUBE_VERSION-$key"
+}
+
+BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl)
+
+built() {
+  local dir="$1" name
+  for name in "${BINARIES[@]}"; do [[ -x "$dir/$name" ]] || return 1; done
+}
+
+# Same stamps as Kubernetes' hack/lib/version.sh: without them the binaries
+# report v0.0.0 and kwokctl, kubectl and helm pick the wrong behaviour.
+kube_ldflags() {
+  local major minor package flags="-s -w"
+  IFS=. read -r major minor _ <<<"${KUBE_VERSION#v}"
+  for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X $package.gitVersion=$KUBE_VERSION -X $package.gitMajor=$major -X $package.gitMinor=$minor"
+    flags+=" -X $package.gitTreeState=clean -X $package.buildDate=1970-01-01T00:00:00Z"
+  done
+  echo "$flags"
+}
+
+build() {
+  command -v go >/dev/null 2>&1 || die "'go' is required to build the control plane (https://go.dev/dl/)"
+  local dir staging
+  dir="$(bin_dir)"
+  built "$dir" && { echo "$dir"; return; }
+  mkdir -p "$CACHE_DIR/control-plane"
+  staging="$(mktemp -d "$CACHE_DIR/control-plane/.build-XXXXXX")"
+  trap 'rm -rf "$staging"' EXIT
+  echo "building Kubernetes $KUBE_VERSION control plane + etcd (cold: ~10 min) ..." >&2
+  (cd "$MODULE_DIR" && CGO_ENABLED=0 go build -trimpath -ldflags "$(kube_ldflags)" -o "$staging/" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl go.etcd.io/etcd/server/v3)
+  mv "$staging/server" "$staging/etcd"  # go names it after the path: server/v3
+  echo "building kwok + kwokctl $KWOK_VERSION ..." >&2
+  # kwok has no replace directives, so plain `go install` works (own pins).
+  GOBIN="$staging" CGO_ENABLED=0 go install -trimpath \
+    -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" \
+    "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
+  built "$staging" || die "build finished without all of: ${BINARIES[*]}"
+  rm -rf "$dir"
+  mv "$staging" "$dir"
+  trap - EXIT
+  echo "$dir"
+}
+
+kwokctl_() {
+  local dir
+  dir="$(bin_dir)"
+  "$dir/kwokctl" --name "$CLUSTER" "$@"
+}
+
+kubectl_() {
+  "$(bin_dir)/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"
+}
+
+running() {
+  [[ -f "$KUBECONFIG_FILE" ]] && kubectl_ get --raw /readyz >/dev/null 2>&1
+}
+
+# Nodes node-0..N-1, labelled like a cloud provider's. The zones are uneven on
+# purpose: the last node alone is zone-b, so spreading over zones (2+2 pods)
+# and spreading over nodes (3+1) give different placements.
+add_nodes() {
+  local i zone
+  for ((i = 0; i < NODES; i++)); do
+    zone=zone-a
+    ((i == NODES - 1)) && zone=zone-b
+    kubectl_ apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Node
+metadata:
+  name: node-$i
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+  labels:
+    kubernetes.io/hostname: node-$i
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    kubernetes.io/role: agent
+    type: kwok
+    topology.kubernetes.io/region: local
+    topology.kubernetes.io/zone: $zone
+spec: {}
+status:
+  allocatable: {cpu: "4", memory: 16Gi, pods: "110"}
+  capacity: {cpu: "4", memory: 16Gi, pods: "110"}
+EOF
+  done
+  kubectl_ wait --for=condition=Ready node --all --timeout=60s >/dev/null
+}
+
+# No volume provisioner runs here, so a default StorageClass without one and
+# pre-made volumes bind claims statically, as on a bare-metal cluster.
+add_storage() {
+  local i
+  {
+    cat <<EOF
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: standard
+  annotations:
+    storageclass.kubernetes.io/is-default-class: "true"
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: Immediate
+reclaimPolicy: Retain
+EOF
+    for ((i = 0; i < 40; i++)); do
+      cat <<EOF
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: local-volume-$i
+spec:
+  storageClassName: standard
+  capacity: {storage: 8Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  hostPath: {path: /tmp/kwok-volumes/$i}
+EOF
+    done
+  } | kubectl_ apply -f - >/dev/null
+}
+
+add_crds() {
+  "${PYTHON:-python3}" "$SCRIPTS_DIR/crds_from_schemas.py" --schemas "$CRD_SCHEMA_LOCATION" "${CRDS[@]}" \
+    | kubectl_ apply --server-side -f - >/dev/null
+  kubectl_ wait --for=condition=Established crd --all --timeout=60s >/dev/null
+}
+
+up() {
+  local dir
+  dir="$(build)"
+  if running; then
+    echo "cluster $CLUSTER is already up" >&2
+  else
+    kwokctl_ delete cluster >/dev/null 2>&1 || true
+    mkdir -p "$(dirname "$KUBECONFIG_FILE")"
+    echo "starting cluster $CLUSTER (kwokctl --runtime binary) ..." >&2
+    # --disable-qps-limits: helm --wait polls hard; simulated nodes are cheap.
+    KWOK_KUBECTL_BINARY="$dir/kubectl" kwokctl_ create cluster --runtime binary --wait 2m \
+      --kubeconfig "$KUBECONFIG_FILE" \
+      --etcd-binary "$dir/etcd" \
+      --kube-apiserver-binary "$dir/kube-apiserver" \
+      --kube-controller-manager-binary "$dir/kube-controller-manager" \
+      --kube-scheduler-binary "$dir/kube-scheduler" \
+      --kwok-controller-binary "$dir/kwok" \
+      --kube-scheduler-config "$SCRIPTS_DIR/kube-scheduler-config.yaml" >&2
+    add_nodes
+    add_storage
+  fi
+  add_crds
+  echo "cluster $CLUSTER: $NODES nodes, CRDs: ${CRDS[*]}" >&2
+  echo "$KUBECONFIG_FILE"
+}
+
+down() {
+  local dir
+  dir="$(bin_dir)"
+  if [[ -x "$dir/kwokctl" ]]; then
+    kwokctl_ delete cluster >&2 || true
+  fi
+  rm -rf "$KWOK_WORKDIR/clusters/$CLUSTER"
+}
+
+case "${1:-}" in
+  build) build ;;
+  up) up ;;
+  down) down ;;
+  kubeconfig) running || die "cluster $CLUSTER is not running (start it: make cluster-up)"; echo "$KUBECONFIG_FILE" ;;
+  -h | --help | "") sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *) die "unknown command '$1' (allowed: build, up, down, kubeconfig)" ;;
+esac
