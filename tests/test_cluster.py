@@ -110,7 +110,23 @@ def cluster() -> Cluster:
             missing(f"no local Kubernetes cluster ({found.stderr.strip()}); `make cluster-up` starts one")
         kubeconfig = found.stdout.strip()
     bin_dir = Path(run([CLUSTER_SCRIPT, "build"]).stdout.strip().splitlines()[-1])
-    return Cluster(kubeconfig, bin_dir, require_tool("helm", "run scripts/install-tools.sh"))
+    cluster = Cluster(kubeconfig, bin_dir, require_tool("helm", "run scripts/install-tools.sh"))
+    release_volumes(cluster)
+    return cluster
+
+
+def release_volumes(cluster: Cluster) -> None:
+    """Make the volumes earlier runs' deleted claims left behind (Released) bindable again.
+
+    Each Redis install binds one of the cluster's pre-made volumes and they are kept
+    (Retain), so a cluster reused for several test runs would run out of them.
+    """
+    for volume in cluster.get("persistentvolumes")["items"]:
+        if volume["status"].get("phase") == "Released":
+            patch = '[{"op": "remove", "path": "/spec/claimRef"}]'
+            cluster.kubectl(
+                "patch", "persistentvolume", volume["metadata"]["name"], "--type=json", "-p", patch
+            )
 
 
 @pytest.fixture
