@@ -40,7 +40,7 @@ lint: venv ## Lint the template's own Python
 
 .PHONY: test
 test: venv tools lint ## Install what the tests need, then run the whole suite
-	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(JOBS) $(PYTEST_ARGS)
 
 .PHONY: cluster-up
 cluster-up: ## Start the local Kubernetes cluster for tests/test_cluster.py (builds it once: ~10 min)

@@ -9,8 +9,10 @@ The catalog's schemas are the upstream CRDs' openAPIV3Schema with
 schema may not carry it (the API server prunes unknown fields instead), so it
 is removed again.
 
-Usage: crds_from_schemas.py --schemas DIR|URL GROUP/VERSION/KIND ... | kubectl apply -f -
-  --schemas  a directory, or a URL prefix (e.g. the CRDs-catalog's raw URL)
+Usage: crds_from_schemas.py --schemas LOCATION GROUP/VERSION/KIND ... | kubectl apply -f -
+  --schemas  a directory or a URL prefix in that layout (e.g. the CRDs-catalog's raw
+             URL), or a kubeconform location template ending in .json (the form
+             CRD_SCHEMA_LOCATION may also take for the generated validate_k8s.py)
 Several versions of one kind make one CRD that serves them all; the first one
 named is the storage version.
 """
@@ -20,13 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 
 def plural(kind: str) -> str:
     lower = kind.lower()
-    if lower.endswith("y"):
+    if lower.endswith("y") and lower[-2:-1] not in "aeiou":
         return lower[:-1] + "ies"
     if lower.endswith(("s", "x")):
         return lower + "es"
@@ -46,16 +49,31 @@ def structural(schema):
     return schema
 
 
+def schema_address(location: str, group: str, kind: str, version: str) -> str:
+    if location.endswith(".json"):  # a kubeconform template
+        for field, value in (
+            ("Group", group),
+            ("ResourceKind", kind.lower()),
+            ("ResourceAPIVersion", version),
+        ):
+            location = location.replace("{{." + field + "}}", value)
+        return location
+    return f"{location.rstrip('/')}/{group}/{kind.lower()}_{version}.json"
+
+
 def load_schema(location: str, group: str, kind: str, version: str) -> dict:
-    relative = f"{group}/{kind.lower()}_{version}.json"
-    if location.startswith(("https://", "http://")):
-        url = f"{location.rstrip('/')}/{relative}"
+    address = schema_address(location, group, kind, version)
+    if address.startswith(("https://", "http://")):
         try:
-            with urllib.request.urlopen(url, timeout=30) as response:
+            with urllib.request.urlopen(address, timeout=30) as response:
                 return json.load(response)
+        except urllib.error.HTTPError as error:
+            raise OSError(
+                f"no schema for {group}/{version}/{kind}: {address} answered {error.code}"
+            ) from None
         except OSError as error:
-            raise OSError(f"cannot fetch {url} ({error}); offline, point --schemas at a local copy") from None
-    path = Path(location) / relative
+            raise OSError(f"cannot fetch {address} ({error}); offline, use a local copy") from None
+    path = Path(address)
     if not path.is_file():
         raise FileNotFoundError(f"no schema for {group}/{version}/{kind}: {path} does not exist")
     return json.loads(path.read_text())

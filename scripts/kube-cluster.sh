@@ -15,16 +15,23 @@
 #               kubeconfig path (use: export KUBECONFIG=<path>)
 #   down        delete the cluster
 #   kubeconfig  print the kubeconfig path of the running cluster (exit 1 if none)
+#   bin-dir     print the binaries' directory of the running cluster (kubectl that
+#               matches the server; never builds)
 # Environment:
 #   COUNTER_TEMPLATE_CLUSTER   cluster name (default counter-template)
 #   CLUSTER_NODES              simulated nodes (default 4, in 2 zones)
 #   CRD_SCHEMA_LOCATION        CRD JSON schemas in {group}/{kind}_{version}.json
-#                              layout: a directory, or a URL prefix (default: the
-#                              public CRDs-catalog on GitHub)
+#                              layout: a directory, a URL prefix or a kubeconform
+#                              location template (default: the public CRDs-catalog)
 #   KWOK_VERSION               kwok/kwokctl pin (the Kubernetes version is the one
 #                              scripts/control-plane/go.mod builds: update.sh changes it)
 #   COUNTER_TEMPLATE_CACHE     cache root (default ~/.cache/counter-template)
+#   KWOK_WORKDIR               kwokctl's state: config, PKI, logs, etcd data
+#                              (default <cache root>/kwok)
+#   PYTHON                     runs crds_from_schemas.py (default python3)
 set -euo pipefail
+# `dir="$(build)"` must stop at a failed step inside build, as the script does.
+shopt -s inherit_errexit
 
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 CLUSTER="${COUNTER_TEMPLATE_CLUSTER:-counter-template}"
@@ -44,7 +51,11 @@ KUBE_VERSION="$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ { print $2; exit }' 
 CACHE_DIR="${COUNTER_TEMPLATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/counter-template}"
 # kwokctl keeps each cluster's config, PKI, logs and etcd data here.
 export KWOK_WORKDIR="${KWOK_WORKDIR:-$CACHE_DIR/kwok}"
-KUBECONFIG_FILE="$KWOK_WORKDIR/clusters/$CLUSTER/counter-template.kubeconfig"
+CLUSTER_DIR="$KWOK_WORKDIR/clusters/$CLUSTER"
+KUBECONFIG_FILE="$CLUSTER_DIR/counter-template.kubeconfig"
+# Which binaries the cluster was started with: down and kubectl keep using them
+# even if go.mod or the Go version changed since.
+BIN_LINK="$CLUSTER_DIR/counter-template.bin"
 
 die() { echo "kube-cluster.sh: $*" >&2; exit 1; }
 
@@ -101,18 +112,21 @@ build() {
   echo "$dir"
 }
 
+# The binaries of the cluster that exists, else the ones go.mod builds now.
+cluster_bin_dir() {
+  if [[ -d "$BIN_LINK" ]]; then readlink -f "$BIN_LINK"; else bin_dir; fi
+}
+
 kwokctl_() {
-  local dir
-  dir="$(bin_dir)"
-  "$dir/kwokctl" --name "$CLUSTER" "$@"
+  "$(cluster_bin_dir)/kwokctl" --name "$CLUSTER" "$@"
 }
 
 kubectl_() {
-  "$(bin_dir)/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"
+  "$(cluster_bin_dir)/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"
 }
 
 running() {
-  [[ -f "$KUBECONFIG_FILE" ]] && kubectl_ get --raw /readyz >/dev/null 2>&1
+  [[ -f "$KUBECONFIG_FILE" && -x "$(cluster_bin_dir)/kubectl" ]] && kubectl_ get --raw /readyz >/dev/null 2>&1
 }
 
 # Nodes node-0..N-1, labelled like a cloud provider's. The zones are uneven on
@@ -190,14 +204,15 @@ add_crds() {
 
 up() {
   local dir
-  dir="$(build)"
   if running; then
     echo "cluster $CLUSTER is already up" >&2
   else
-    kwokctl_ delete cluster >/dev/null 2>&1 || true
-    mkdir -p "$(dirname "$KUBECONFIG_FILE")"
+    [[ -d "$CLUSTER_DIR" ]] && down
+    build >/dev/null
+    dir="$(bin_dir)"
+    mkdir -p "$CLUSTER_DIR"
+    ln -sfn "$dir" "$BIN_LINK"
     echo "starting cluster $CLUSTER (kwokctl --runtime binary) ..." >&2
-    # --disable-qps-limits: helm --wait polls hard; simulated nodes are cheap.
     KWOK_KUBECTL_BINARY="$dir/kubectl" kwokctl_ create cluster --runtime binary --wait 2m \
       --kubeconfig "$KUBECONFIG_FILE" \
       --etcd-binary "$dir/etcd" \
@@ -206,6 +221,8 @@ up() {
       --kube-scheduler-binary "$dir/kube-scheduler" \
       --kwok-controller-binary "$dir/kwok" \
       --kube-scheduler-config "$SCRIPTS_DIR/kube-scheduler-config.yaml" >&2
+    # kwokctl only logs a --wait timeout; say where to look instead of failing later.
+    running || die "cluster $CLUSTER did not become ready; its logs: $CLUSTER_DIR/logs"
     add_nodes
     add_storage
   fi
@@ -215,19 +232,22 @@ up() {
 }
 
 down() {
-  local dir
-  dir="$(bin_dir)"
-  if [[ -x "$dir/kwokctl" ]]; then
-    kwokctl_ delete cluster >&2 || true
-  fi
-  rm -rf "$KWOK_WORKDIR/clusters/$CLUSTER"
+  [[ -d "$CLUSTER_DIR" ]] || return 0
+  [[ -x "$(cluster_bin_dir)/kwokctl" ]] \
+    || die "no kwokctl to stop cluster $CLUSTER with; its processes may still run (state: $CLUSTER_DIR)"
+  # Stops the processes and removes the state (the recorded binaries link included).
+  kwokctl_ delete cluster >&2
+  rm -rf "$CLUSTER_DIR"
 }
 
 case "${1:-}" in
   build) build ;;
   up) up ;;
   down) down ;;
-  kubeconfig) running || die "cluster $CLUSTER is not running (start it: make cluster-up)"; echo "$KUBECONFIG_FILE" ;;
-  -h | --help | "") sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' ;;
-  *) die "unknown command '$1' (allowed: build, up, down, kubeconfig)" ;;
+  kubeconfig | bin-dir)
+    running || die "cluster $CLUSTER is not running (start it: make cluster-up)"
+    if [[ "$1" == kubeconfig ]]; then echo "$KUBECONFIG_FILE"; else cluster_bin_dir; fi
+    ;;
+  -h | --help | "") sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
+  *) die "unknown command '$1' (allowed: build, up, down, kubeconfig, bin-dir)" ;;
 esac

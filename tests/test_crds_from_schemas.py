@@ -18,7 +18,12 @@ spec.loader.exec_module(crds_from_schemas)
 
 @pytest.mark.parametrize(
     ("kind", "plural"),
-    [("VirtualService", "virtualservices"), ("Policy", "policies"), ("Ingress", "ingresses")],
+    [
+        ("VirtualService", "virtualservices"),
+        ("Policy", "policies"),
+        ("Gateway", "gateways"),
+        ("Ingress", "ingresses"),
+    ],
 )
 def test_plural(kind, plural):
     assert crds_from_schemas.plural(kind) == plural
@@ -62,6 +67,18 @@ def test_versions_of_one_kind_make_one_crd_storing_the_first(tmp_path, capsys):
         ("v1beta1", False, True),
     ]
     assert crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"] == {"type": "object"}
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "https://example.org/crds",
+        "https://example.org/crds/{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json",
+    ],
+)
+def test_prefix_and_kubeconform_template_address_the_same_file(location):
+    address = crds_from_schemas.schema_address(location, "networking.istio.io", "VirtualService", "v1")
+    assert address == "https://example.org/crds/networking.istio.io/virtualservice_v1.json"
 
 
 def test_missing_schema_and_bad_names_are_one_line_errors(tmp_path, capsys):

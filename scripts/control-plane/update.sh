@@ -6,11 +6,14 @@
 # never published, like sample-cli-plugin, are not needed and dropped); etcd
 # stays at the version that release pins.
 set -euo pipefail
-version="${1:?usage: update.sh vX.Y.Z}"
+shopt -s inherit_errexit
+version="${1:-}"
+[[ "$version" =~ ^v1\.[0-9]+\.[0-9]+$ ]] || { echo "usage: update.sh v1.Y.Z (got '$version')" >&2; exit 2; }
 cd "$(dirname "$0")"
 upstream="$(GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$version" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
 staging="v0.${version#v1.}"
 etcd="$(awk '$1 == "go.etcd.io/etcd/server/v3" { print $2; exit }' "$upstream")"
+[[ -n "$etcd" ]] || { echo "update.sh: $upstream pins no go.etcd.io/etcd/server/v3" >&2; exit 1; }
 {
   sed -n '1,/^module /p' go.mod
   echo
@@ -23,8 +26,10 @@ etcd="$(awk '$1 == "go.etcd.io/etcd/server/v3" { print $2; exit }' "$upstream")"
   echo
   echo "replace ("
   awk '$3 ~ /^\.\/staging\// { print $1 }' "$upstream" | while read -r module; do
-    if GOFLAGS=-mod=mod go mod download "$module@$staging" 2>/dev/null; then
+    if error="$(GOFLAGS=-mod=mod go mod download "$module@$staging" 2>&1)"; then
       echo "	$module => $module $staging"
+    else
+      echo "update.sh: leaving out $module (not served at $staging: ${error##*$'\n'})" >&2
     fi
   done
   echo ")"
