@@ -114,18 +114,19 @@ def run(
     check: bool = True,
     timeout: float = 600,
     inherit_env: bool = True,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a command, capture its output, and show that output when it fails.
 
     ``env`` is added to this process's environment, or replaces it with
-    ``inherit_env=False``. Standard input is closed: nothing may prompt.
+    ``inherit_env=False``. Standard input is ``input``, or closed: nothing may prompt.
     """
     full_env = {**(os.environ if inherit_env else {}), **(env or {})}
     result = subprocess.run(
         [str(part) for part in cmd],
         cwd=cwd,
         env=full_env,
-        stdin=subprocess.DEVNULL,
+        **({"input": input} if input is not None else {"stdin": subprocess.DEVNULL}),
         text=True,
         capture_output=True,
         timeout=timeout,
@@ -138,6 +139,24 @@ def run(
             pytrace=False,
         )
     return result
+
+
+def make(
+    project: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    input: str | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """A generated project's own Makefile target (``args``: targets, VAR=value, options)."""
+    return run(
+        ["make", "--no-print-directory", "-C", project, *args],
+        env=env,
+        check=check,
+        input=input,
+        timeout=timeout,
+    )
 
 
 def bake(output_dir: Path, validate: str = "off", **answers: Any) -> Path:

@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from helpers import TEMPLATE_DIR, missing, require_tool, run, wait_until
+from helpers import TEMPLATE_DIR, make, missing, require_tool, run, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cluster")]
 
@@ -51,35 +51,34 @@ CRDS = (
 class Cluster:
     kubeconfig: str
     bin_dir: Path
-    helm: str
+    helm_binary: str
 
     @property
     def env(self) -> dict[str, str]:
         return {"KUBECONFIG": self.kubeconfig}
 
-    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run([self.bin_dir / "kubectl", *args], env=self.env, check=check, timeout=180)
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return run([self.bin_dir / "kubectl", *args], env=self.env, check=check, input=input, timeout=180)
+
+    def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run([self.helm_binary, *args], env=self.env, check=check, timeout=180)
 
     def get(self, *args: str) -> Any:
         return json.loads(self.kubectl("get", "--output", "json", *args).stdout)
 
-    def make(self, project: Path, target: str, namespace: str, *helm_args: str, check: bool = True):
+    def make(self, project: Path, target: str, namespace: str, *helm_args: str):
         """The generated project's own Makefile target, pointed at this cluster."""
-        return run(
-            [
-                "make",
-                "--no-print-directory",
-                "-C",
-                project,
-                target,
-                f"NAMESPACE={namespace}",
-                f"HELM={self.helm}",
-                f"KUBECTL={self.bin_dir / 'kubectl'}",
-                f"HELM_TIMEOUT={HELM_TIMEOUT}",
-                f"ARGS={' '.join(helm_args)}",
-            ],
+        return make(
+            project,
+            target,
+            f"NAMESPACE={namespace}",
+            f"HELM={self.helm_binary}",
+            f"KUBECTL={self.bin_dir / 'kubectl'}",
+            f"HELM_TIMEOUT={HELM_TIMEOUT}",
+            f"ARGS={' '.join(helm_args)}",
             env=self.env,
-            check=check,
             timeout=300,
         )
 
@@ -192,9 +191,7 @@ def test_make_deploy_installs_and_make_undeploy_removes(baked, cluster, namespac
     project = baked(variant)
     cluster.make(project, "deploy", namespace)  # helm upgrade --install --atomic --wait
 
-    status = json.loads(
-        run([cluster.helm, "status", RELEASE, "-n", namespace, "-o", "json"], env=cluster.env).stdout
-    )
+    status = json.loads(cluster.helm("status", RELEASE, "-n", namespace, "-o", "json").stdout)
     assert status["info"]["status"] == "deployed"
     deployed = {line.split("/")[0] for line in release_objects(cluster, namespace)}
     # The API server accepted every kind the chart rendered, the CRD-backed ones included.
@@ -208,9 +205,7 @@ def test_make_deploy_installs_and_make_undeploy_removes(baked, cluster, namespac
 
     # `helm test` creates the test pod; on simulated nodes nothing executes, so the
     # pod stays Running and helm gives up. Proven here: the hook object and its check.
-    tested = run(
-        [cluster.helm, "test", RELEASE, "-n", namespace, "--timeout", "5s"], env=cluster.env, check=False
-    )
+    tested = cluster.helm("test", RELEASE, "-n", namespace, "--timeout", "5s", check=False)
     assert tested.returncode != 0 and "timed out" in tested.stderr
     (test_pod,) = cluster.pods(namespace, "app.kubernetes.io/component=test")
     assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
@@ -331,15 +326,20 @@ def test_affinity_toggles_off_leave_no_affinity_terms(baked, cluster, namespace)
 # --- high availability --------------------------------------------------------------
 
 
-def evict(cluster: Cluster, namespace: str, pod: str, scratch: Path) -> subprocess.CompletedProcess[str]:
-    body = scratch / f"eviction-{pod}.json"
-    body.write_text(
-        json.dumps(
-            {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod, "namespace": namespace}}
-        )
-    )
+def evict(cluster: Cluster, namespace: str, pod: str) -> subprocess.CompletedProcess[str]:
+    eviction = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": pod, "namespace": namespace},
+    }
     return cluster.kubectl(
-        "create", "--raw", f"/api/v1/namespaces/{namespace}/pods/{pod}/eviction", "-f", str(body), check=False
+        "create",
+        "--raw",
+        f"/api/v1/namespaces/{namespace}/pods/{pod}/eviction",
+        "-f",
+        "-",
+        input=json.dumps(eviction),
+        check=False,
     )
 
 
@@ -355,7 +355,7 @@ def test_hpa_keeps_the_minimum_replicas(baked, cluster, namespace):
     )
 
 
-def test_pdb_blocks_an_eviction_below_the_minimum(baked, cluster, namespace, tmp_path):
+def test_pdb_blocks_an_eviction_below_the_minimum(baked, cluster, namespace):
     project = baked("defaults")
     common = "--set autoscaling.enabled=false --set replicaCount=2"
     cluster.make(project, "deploy", namespace, common, "--set podDisruptionBudget.minAvailable=2")
@@ -364,7 +364,7 @@ def test_pdb_blocks_an_eviction_below_the_minimum(baked, cluster, namespace, tmp
         "the disruption controller counting 2 healthy pods",
     )
     victim = cluster.pods(namespace)[0]["metadata"]["name"]
-    blocked = evict(cluster, namespace, victim, tmp_path)
+    blocked = evict(cluster, namespace, victim)
     assert blocked.returncode != 0 and "disruption budget" in blocked.stderr, blocked.stderr
 
     # The same eviction passes once the budget allows one pod down: the PDB decides.
@@ -373,7 +373,7 @@ def test_pdb_blocks_an_eviction_below_the_minimum(baked, cluster, namespace, tmp
         lambda: cluster.get("pdb", RELEASE, "-n", namespace)["status"].get("disruptionsAllowed") == 1,
         "the PDB allowing one disruption",
     )
-    allowed = evict(cluster, namespace, victim, tmp_path)
+    allowed = evict(cluster, namespace, victim)
     assert allowed.returncode == 0, allowed.stderr
 
 
@@ -451,36 +451,34 @@ def test_plain_manifests_apply_as_the_readme_says(baked, cluster):
 
 
 @pytest.fixture
-def without_crds(cluster: Cluster, tmp_path: Path) -> Iterator[None]:
+def without_crds(cluster: Cluster) -> Iterator[None]:
     """Remove the Istio and Prometheus Operator CRDs for one test, then put them back."""
-    saved = tmp_path / "crds.json"
-    saved.write_text(cluster.kubectl("get", "crd", *CRDS, "--output", "json").stdout)
+    items = cluster.get("crd", *CRDS)["items"]
     cluster.kubectl("delete", "crd", *CRDS, "--wait=true")
     wait_for(lambda: "networking.istio.io" not in cluster.kubectl("api-versions").stdout, "CRDs gone")
     try:
         yield
     finally:
-        items = json.loads(saved.read_text())["items"]
         for item in items:
             item["metadata"] = {"name": item["metadata"]["name"]}
             item.pop("status", None)
-        saved.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
-        cluster.kubectl("apply", "--server-side", "-f", str(saved))
+        crds = json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+        cluster.kubectl("apply", "--server-side", "-f", "-", input=crds)
         cluster.kubectl("wait", "--for=condition=Established", "crd", *CRDS, "--timeout=60s")
 
 
 def test_without_crds_the_chart_leaves_custom_resources_out(baked, cluster, namespace, without_crds):
     cluster.make(baked("all-on"), "deploy", namespace)
-    manifest = run([cluster.helm, "get", "manifest", RELEASE, "-n", namespace], env=cluster.env).stdout
+    manifest = cluster.helm("get", "manifest", RELEASE, "-n", namespace).stdout
     kinds = set(re.findall(r"^kind: (\w+)", manifest, re.MULTILINE))
     assert not kinds & {"VirtualService", "DestinationRule", "ServiceMonitor", "PrometheusRule"}, kinds
     # The canary Deployment is still there; only the routing needs Istio.
     assert {"Deployment", "StatefulSet"} <= kinds
-    notes = run([cluster.helm, "get", "notes", RELEASE, "-n", namespace], env=cluster.env).stdout
+    notes = cluster.helm("get", "notes", RELEASE, "-n", namespace).stdout
     assert "no networking.istio.io/v1 API" in notes and "no monitoring.coreos.com/v1 API" in notes
 
 
-def test_crds_validate_custom_resources(cluster, namespace, tmp_path):
+def test_crds_validate_custom_resources(cluster, namespace):
     """The CRDs carry the schemas, so the API server rejects a malformed object."""
     route = {
         "apiVersion": "networking.istio.io/v1",
@@ -488,10 +486,7 @@ def test_crds_validate_custom_resources(cluster, namespace, tmp_path):
         "metadata": {"name": "bad", "namespace": namespace},
         "spec": {"hosts": ["app"], "http": [{"retries": {"attempts": "three"}}]},
     }
-    manifest = tmp_path / "virtualservice.json"
-    manifest.write_text(json.dumps(route))
-    rejected = cluster.kubectl("apply", "--dry-run=server", "-f", str(manifest), check=False)
+    rejected = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(route), check=False)
     assert rejected.returncode != 0 and "attempts" in rejected.stderr, rejected.stderr
     route["spec"]["http"][0]["retries"]["attempts"] = 3
-    manifest.write_text(json.dumps(route))
-    cluster.kubectl("apply", "--dry-run=server", "-f", str(manifest))
+    cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(route))

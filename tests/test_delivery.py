@@ -9,18 +9,16 @@ terminal or a command line.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import stat
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from helpers import require_tool, run
+from helpers import make, require_tool, run
 
 CLUSTER_TARGETS = ("deploy", "undeploy", "secret", "ingress-nginx", "monitoring", "istio", "port-forward")
 PATH_PREFIXES = ("charts", "monitoring", "k8s", "docs", "scripts", "config", "src", "tests")
@@ -29,20 +27,6 @@ PATH_PREFIXES = ("charts", "monitoring", "k8s", "docs", "scripts", "config", "sr
 def makefile_targets(project: Path) -> set[str]:
     text = (project / "Makefile").read_text(encoding="utf-8")
     return set(re.findall(r"^([a-zA-Z][a-zA-Z0-9_-]*):", text, re.MULTILINE))
-
-
-def make(
-    project: Path, *args: str, env: dict[str, str] | None = None, check: bool = True, input: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    command = ["make", "--no-print-directory", "-C", str(project), *args]
-    result = subprocess.run(
-        command, env={**os.environ, **(env or {})}, input=input, text=True, capture_output=True, timeout=120
-    )
-    if check and result.returncode != 0:
-        pytest.fail(
-            f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}", pytrace=False
-        )
-    return result
 
 
 def make_targets_in(commands: list[str]) -> set[str]:
