@@ -137,7 +137,8 @@ add_nodes() {
   for ((i = 0; i < NODES; i++)); do
     zone=zone-a
     ((i == NODES - 1)) && zone=zone-b
-    kubectl_ apply -f - >/dev/null <<EOF
+    cat <<EOF
+---
 apiVersion: v1
 kind: Node
 metadata:
@@ -158,7 +159,7 @@ status:
   allocatable: {cpu: "4", memory: 16Gi, pods: "110"}
   capacity: {cpu: "4", memory: 16Gi, pods: "110"}
 EOF
-  done
+  done | kubectl_ apply -f - >/dev/null
   kubectl_ wait --for=condition=Ready node --all --timeout=60s >/dev/null
 }
 
@@ -208,8 +209,7 @@ up() {
     echo "cluster $CLUSTER is already up" >&2
   else
     [[ -d "$CLUSTER_DIR" ]] && down
-    build >/dev/null
-    dir="$(bin_dir)"
+    dir="$(build)"
     mkdir -p "$CLUSTER_DIR"
     ln -sfn "$dir" "$BIN_LINK"
     echo "starting cluster $CLUSTER (kwokctl --runtime binary) ..." >&2
