@@ -515,15 +515,14 @@ def ratios(throughput: dict[str, list]) -> list[dict[str, Any]]:
     out = []
     for row in throughput["generated"]:
         count = row["connections"]
-        rps = row["requests_per_second"]
+        rps = {name: at(rows, count)["requests_per_second"] for name, rows in throughput.items()}
         out.append(
             {
                 "connections": count,
-                "vs_baseline": rps / at(throughput["baseline"], count)["requests_per_second"],
-                "vs_bare": rps / at(throughput["bare"], count)["requests_per_second"],
-                "vs_minimal": rps / at(throughput["minimal"], count)["requests_per_second"],
-                "minimal_vs_bare": at(throughput["minimal"], count)["requests_per_second"]
-                / at(throughput["bare"], count)["requests_per_second"],
+                "vs_baseline": rps["generated"] / rps["baseline"],
+                "vs_bare": rps["generated"] / rps["bare"],
+                "vs_minimal": rps["generated"] / rps["minimal"],
+                "minimal_vs_bare": rps["minimal"] / rps["bare"],
             }
         )
     return out
