@@ -220,6 +220,35 @@ def test_make_deploy_installs_and_make_undeploy_removes(baked, cluster, namespac
     )
 
 
+def secret_refs(pod_template: dict[str, Any]) -> set[str]:
+    """Names of the Secrets a pod template's containers read variables from."""
+    return {
+        variable["valueFrom"]["secretKeyRef"]["name"]
+        for container in pod_template["spec"]["containers"]
+        for variable in container.get("env", [])
+        if "secretKeyRef" in variable.get("valueFrom", {})
+    }
+
+
+def test_make_secret_then_make_deploy_as_the_guide_says(baked, cluster, namespace):
+    """docs/appendix.md's order: the release uses the Secret `make secret` wrote, never its own."""
+    project = baked("defaults")
+    password = re.search(r"^REDIS_PASSWORD=(.+)$", (project / ".env").read_text(), re.MULTILINE).group(1)
+    cluster.make(project, "secret", namespace)
+    deployed = cluster.make(project, "deploy", namespace)
+    assert f"Redis password from the Secret {RELEASE}-redis (made by make secret)" in deployed.stdout
+
+    secret = cluster.get("secret", f"{RELEASE}-redis", "-n", namespace)
+    assert base64.b64decode(secret["data"]["redis-password"]).decode() == password
+    assert "meta.helm.sh/release-name" not in secret["metadata"].get("annotations", {})
+    (redis,) = cluster.get("statefulsets", "-n", namespace)["items"]
+    (app,) = cluster.get("deployments", "-n", namespace)["items"]
+    for workload in (redis, app):
+        assert secret_refs(workload["spec"]["template"]) == {f"{RELEASE}-redis"}
+    # A second deploy (an upgrade) keeps to it as well.
+    assert "made by make secret" in cluster.make(project, "deploy", namespace).stdout
+
+
 # --- scheduling ---------------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import make, require_tool, run
+from helpers import TEMPLATE_DIR, make, require_tool, run
 
 CLUSTER_TARGETS = ("deploy", "undeploy", "secret", "ingress-nginx", "monitoring", "istio", "port-forward")
 PATH_PREFIXES = ("charts", "monitoring", "k8s", "docs", "scripts", "config", "src", "tests")
@@ -164,6 +164,41 @@ def test_alerts_test_and_template_targets_run(baked):
     }
 
 
+def test_template_lists_what_the_render_leaves_out_and_the_readme_example_shows_it(baked):
+    """`helm template` sees no cluster: gated objects are left out and said so, and the README's
+    example announces the API, so it renders what it claims."""
+    helm = require_tool("helm", "run scripts/install-tools.sh")
+    project = baked("defaults")
+
+    def kinds(rendered: str) -> set[str]:
+        return {doc["kind"] for doc in yaml.safe_load_all(rendered) if doc}
+
+    plain = make(project, "--silent", "template", f"HELM={helm}", "ARGS=--set istio.enabled=true").stdout
+    assert "VirtualService" not in kinds(plain)
+    assert "# - istio.enabled=true, but the cluster has no networking.istio.io/v1 API" in plain
+    (example,) = re.findall(r"^make template ARGS='([^']+)'$", (project / "README.md").read_text(), re.M)
+    shown = make(project, "--silent", "template", f"HELM={helm}", f"ARGS={example}").stdout
+    assert {"VirtualService", "DestinationRule"} <= kinds(shown)
+    assert "Left out of this render" not in shown
+
+
+def test_every_target_finds_helm_by_the_same_rule(baked, tmp_path):
+    """Not on PATH, but in K8S_TOOLS_DIR (the template's tool cache by default): `make template`
+    and scripts/validate_k8s.py (`make validate`) both find it there, and validate says so."""
+    helm = require_tool("helm", "run scripts/install-tools.sh")
+    project = baked("defaults")
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "helm").symlink_to(helm)
+    env = {"PATH": "/usr/bin:/bin", "K8S_TOOLS_DIR": str(tools), "HOME": str(tmp_path)}
+    rendered = run(["make", "--silent", "-C", project, "template"], env=env, inherit_env=False).stdout
+    assert "kind: Deployment" in rendered
+    helm_lint = run(
+        ["python3", project / "scripts" / "validate_k8s.py"], env=env, inherit_env=False, check=False
+    )
+    assert f"helm is not on PATH; using {tools}/helm" in helm_lint.stderr
+
+
 def test_prometheus_values_scrape_configs_are_valid(baked, tmp_path):
     """The plain-Prometheus values' scrape jobs and the rules they load pass promtool."""
     promtool = require_tool("promtool", "apt-get install prometheus")
@@ -229,6 +264,29 @@ def test_ci_parses_and_calls_existing_make_targets(baked, variant, provider):
         assert config["test"]["services"][0]["name"].startswith("redis")
         assert config["test"]["variables"]["TEST_REQUIRE_REDIS"] == "1"
         assert config["release"]["rules"] == [{"if": "$CI_COMMIT_TAG"}]
+
+
+def test_workflows_pass_actionlint(baked):
+    """actionlint checks expressions, job graphs and step syntax that a YAML parse lets through."""
+    actionlint = require_tool("actionlint", "run scripts/install-tools.sh")
+    for repository in (TEMPLATE_DIR, baked("defaults")):
+        workflow = repository / ".github" / "workflows" / "ci.yml"
+        # -shellcheck= : the run scripts are checked by the tests that run them, not by a shellcheck binary.
+        result = run([actionlint, "-shellcheck=", "-pyflakes=", workflow], check=False)
+        assert result.returncode == 0, f"{workflow}:\n{result.stdout}{result.stderr}"
+
+
+def test_fork_workflow_runs_the_same_set_up_as_ci(baked):
+    """One set-up for every CI: the fork workflow's test job runs `make test` in strict mode, which
+    installs what the suite needs itself (scripts/test-env.sh), as .ci/run does."""
+    workflow = yaml.safe_load((TEMPLATE_DIR / ".github" / "workflows" / "ci.yml").read_text())
+    job = workflow["jobs"]["test"]
+    commands = [step["run"] for step in job["steps"] if "run" in step]
+    assert job["env"]["COUNTER_TEMPLATE_STRICT"] == "1"
+    assert "make test" in commands
+    assert not any("apt-get" in command for command in commands), "packages belong to the set-up script"
+    ci_run = (TEMPLATE_DIR / ".ci" / "run").read_text()
+    assert "make test" in ci_run and "COUNTER_TEMPLATE_STRICT=1" in ci_run
 
 
 def test_no_ci_files_without_a_provider(baked):

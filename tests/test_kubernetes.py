@@ -575,12 +575,50 @@ def test_bake_fails_when_strict_and_invalid(tmp_path, kubeconform, monkeypatch, 
     require_tool("helm", "run scripts/install-tools.sh")
     # A Kubernetes version without a schema makes every resource fail - the
     # cheapest real validation failure that needs no template change.
+    (tmp_path / "no-schemas").mkdir()
     monkeypatch.setenv("KUBECONFORM_SCHEMA_LOCATION", str(tmp_path / "no-schemas"))
     with pytest.raises(FailedHookException):
         bake(tmp_path / "out", validate="strict")
     err = capfd.readouterr().err
     assert "ERROR: Kubernetes validation found problems" in err
     assert "could not find schema for Deployment" in err
+
+
+def test_unreachable_kubernetes_schemas_are_one_line_and_no_downloads(
+    tmp_path, kubeconform, monkeypatch, capfd
+):
+    """Offline, kubeconform's online default cannot be read: one failed check that names the
+    variable and `make schemas`, helm lint still runs, and no per-object download errors."""
+    require_tool("helm", "run scripts/install-tools.sh")
+    # .invalid never resolves (RFC 2606), on any machine: the offline case, online too.
+    monkeypatch.setenv("KUBECONFORM_SCHEMA_LOCATION", "https://schemas.invalid/{{ .ResourceKind }}.json")
+    project = bake(tmp_path / "out", validate="warn")
+    assert (project / "charts").is_dir()
+    err = capfd.readouterr().err
+    assert err.count("FAIL Kubernetes schemas") == 1, err
+    assert "KUBECONFORM_SCHEMA_LOCATION=https://schemas.invalid/" in err
+    assert "`make schemas`" in err
+    assert "ok   helm lint --strict (defaults)" in err, err
+    assert "FAIL helm lint" not in err and "kubeconform chart" not in err, err
+    assert "failed downloading" not in err
+
+
+def test_unreachable_crd_schemas_leave_out_only_the_crd_kinds(tmp_path, kubeconform, monkeypatch, capfd):
+    """The Kubernetes schemas are there, the CRD ones are not: every Kubernetes object is still
+    checked, and the CRD-backed kinds are named once instead of failing one by one."""
+    require_tool("helm", "run scripts/install-tools.sh")
+    monkeypatch.setenv("CRD_SCHEMA_LOCATION", "https://crds.invalid/")
+    project = bake(tmp_path / "out", validate="warn")
+    validator = load_module(project / "scripts" / "validate_k8s.py", f"validate_k8s_crd_{os.getpid()}")
+    report = validator.run_checks(project)
+    (failed,) = report.failed
+    assert failed.name == "CRD schemas"
+    assert "ServiceMonitor, PrometheusRule, VirtualService, DestinationRule were not checked" in failed.output
+    assert "CRD_SCHEMA_LOCATION=https://crds.invalid/" in failed.command
+    kubeconform_runs = [check for check in report.checks if check.name.startswith("kubeconform")]
+    assert len(kubeconform_runs) >= 5 and all(check.ok for check in kubeconform_runs)
+    assert all("-skip ServiceMonitor" in check.command for check in kubeconform_runs)
+    assert capfd.readouterr().err.count("FAIL CRD schemas") == 1
 
 
 def test_validation_mode_is_checked(tmp_path):

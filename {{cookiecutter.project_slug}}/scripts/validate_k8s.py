@@ -13,8 +13,13 @@ Schemas: ``KUBECONFORM_SCHEMA_LOCATION`` (default ``default``, kubeconform's
 online Kubernetes schemas; or a directory made by ``make schemas``) and
 ``CRD_SCHEMA_LOCATION`` (default: the public CRDs-catalog; or a directory laid
 out ``{group}/{kind}_{version}.json``). ``KUBECONFORM_CACHE`` keeps downloaded
-schemas. Tools: ``HELM``, ``KUBECONFORM``, ``KUSTOMIZE`` name the binaries;
-otherwise PATH, then ``K8S_TOOLS_DIR``.
+schemas. Each location is tried once, first: one that cannot be reached is one
+failed check naming its variable (instead of one download error per object),
+and the objects it would have checked are left out of kubeconform's run.
+
+Tools: ``HELM``, ``KUBECONFORM``, ``KUSTOMIZE``, ``KUBECTL`` name the binaries;
+otherwise PATH, then ``K8S_TOOLS_DIR`` (default: the template's tool cache,
+``~/.cache/counter-template/bin``). The Makefile uses the same rule.
 
 Exit status: 0 valid, 1 invalid, 2 a required tool (helm, kubeconform) is missing.
 Uses only the standard library, so it runs from any Python >= 3.9.
@@ -23,21 +28,30 @@ Uses only the standard library, so it runs from any Python >= 3.9.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import subprocess
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_KUBERNETES_VERSION = "{{ cookiecutter.kubernetes_version }}"
 CHART_NAME = "{{ cookiecutter.project_slug }}"
 # Go templates that kubeconform fills in, not cookiecutter placeholders.{% raw %}
-CRD_LAYOUT = "{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json"{% endraw %}
+CRD_LAYOUT = "{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json"
+GO_TEMPLATE_START = "{{"{% endraw %}
 CRDS_CATALOG = "https://raw.githubusercontent.com/datreeio/CRDs-catalog/main/" + CRD_LAYOUT
-# The chart may render these CRD-backed kinds; the API is announced to
+# The CRD-backed kinds the chart may render, by API. The APIs are announced to
 # `helm template` so capability-gated templates render too.
-EXTRA_API_VERSIONS = ("monitoring.coreos.com/v1", "networking.istio.io/v1")
+CRD_KINDS = {
+    "monitoring.coreos.com/v1": ("ServiceMonitor", "PrometheusRule"),
+    "networking.istio.io/v1": ("VirtualService", "DestinationRule"),
+}
+SCHEMA_PROBE_TIMEOUT = 5  # seconds; an offline machine fails at once (no DNS)
 # Value sets shipped with the chart (chart-testing convention), linted and rendered too.
 CI_VALUES_GLOB = "ci/*-values.yaml"
 NOT_MANIFESTS = {"kustomization.yaml", "kustomization.yml"}
@@ -84,18 +98,75 @@ def find_tool(name: str, env: dict[str, str]) -> str | None:
     for directory in [*dirs, default_tool_dir()]:
         candidate = directory / name
         if candidate.is_file() and os.access(candidate, os.X_OK):
+            print(f"validate_k8s: {name} is not on PATH; using {candidate}", file=sys.stderr)
             return str(candidate)
     return None
 
 
-def schema_locations(env: dict[str, str]) -> list[str]:
+@functools.cache
+def unreachable(location: str) -> str | None:
+    """Why kubeconform could not read schemas at ``location``; None when it can."""
+    if location == "default":
+        location = "https://raw.githubusercontent.com/"
+    if not location.startswith(("http://", "https://")):
+        directory = Path(location.split(GO_TEMPLATE_START)[0])
+        return None if directory.is_dir() else f"{directory} is not a directory"
+    host = urllib.parse.urlsplit(location)
+    try:
+        request = urllib.request.Request(f"{host.scheme}://{host.netloc}/", method="HEAD")
+        urllib.request.urlopen(request, timeout=SCHEMA_PROBE_TIMEOUT).close()
+    except urllib.error.HTTPError:
+        return None  # it answered
+    except (OSError, ValueError) as error:
+        return f"{host.netloc} cannot be reached ({getattr(error, 'reason', error)})"
+    return None
+
+
+@dataclass
+class SchemaLocations:
+    """kubeconform's -schema-location values, and the CRD kinds it cannot check."""
+
+    locations: list[str]
+    skipped_kinds: list[str]
+    problems: list[Check]
+
+
+def schema_locations(env: dict[str, str]) -> SchemaLocations:
     kubernetes = env.get("KUBECONFORM_SCHEMA_LOCATION") or "default"
     crds = env.get("CRD_SCHEMA_LOCATION") or CRDS_CATALOG
     # kubeconform completes a bare directory with the Kubernetes layout only;
     # a CRD directory needs its own layout appended.
     if not crds.endswith(".json"):
         crds = crds.rstrip("/") + "/" + CRD_LAYOUT
-    return [kubernetes, crds]
+    result = SchemaLocations([], [], [])
+    problem = unreachable(kubernetes)
+    if problem:
+        result.problems.append(
+            Check(
+                "Kubernetes schemas",
+                f"KUBECONFORM_SCHEMA_LOCATION={kubernetes}",
+                False,
+                f"{problem}: nothing was checked with kubeconform. Offline, `make schemas` builds"
+                " a local copy; then KUBECONFORM_SCHEMA_LOCATION=<the directory it prints>.",
+            )
+        )
+        return result
+    result.locations.append(kubernetes)
+    problem = unreachable(crds)
+    if problem:
+        result.skipped_kinds = [kind for kinds in CRD_KINDS.values() for kind in kinds]
+        result.problems.append(
+            Check(
+                "CRD schemas",
+                f"CRD_SCHEMA_LOCATION={env.get('CRD_SCHEMA_LOCATION') or CRDS_CATALOG}",
+                False,
+                f"{problem}: {', '.join(result.skipped_kinds)} were not checked. Offline, set"
+                " CRD_SCHEMA_LOCATION to a directory laid out {group}/{kind}_{version}.json.",
+            )
+        )
+    else:
+        result.locations.append(crds)
+    return result
 
 
 def run(name: str, command: list[str], stdin: str | None = None) -> tuple[Check, str]:
@@ -114,10 +185,14 @@ def run(name: str, command: list[str], stdin: str | None = None) -> tuple[Check,
     return Check(name, shown, ok, output.strip()), result.stdout
 
 
-def kubeconform_command(kubeconform: str, version: str, env: dict[str, str]) -> list[str]:
+def kubeconform_command(
+    kubeconform: str, version: str, schemas: SchemaLocations, env: dict[str, str]
+) -> list[str]:
     command = [kubeconform, "-strict", "-summary", "-kubernetes-version", version]
-    for location in schema_locations(env):
+    for location in schemas.locations:
         command += ["-schema-location", location]
+    if schemas.skipped_kinds:
+        command += ["-skip", ",".join(schemas.skipped_kinds)]
     if env.get("KUBECONFORM_CACHE"):
         Path(env["KUBECONFORM_CACHE"]).mkdir(parents=True, exist_ok=True)
         command += ["-cache", env["KUBECONFORM_CACHE"]]
@@ -133,9 +208,8 @@ def conform_rendered(name: str, render: Check, manifests: str, conform: list[str
     return check
 
 
-def chart_checks(
-    project: Path, helm: str, kubeconform: str, version: str, env: dict[str, str]
-) -> list[Check]:
+def chart_checks(project: Path, helm: str, conform: list[str] | None, version: str) -> list[Check]:
+    """helm lint of each value set; with ``conform`` (a kubeconform command) its render checked."""
     chart = project / "charts" / CHART_NAME
     value_sets: list[tuple[str, list[str]]] = [("defaults", [])]
     for values in sorted(chart.glob(CI_VALUES_GLOB)):
@@ -147,7 +221,9 @@ def chart_checks(
             [helm, "lint", "--strict", "--kube-version", version, str(chart), *values_args],
         )
         checks.append(lint)
-        api_args = [arg for api in EXTRA_API_VERSIONS for arg in ("--api-versions", api)]
+        if conform is None:
+            continue
+        api_args = [arg for api in CRD_KINDS for arg in ("--api-versions", api)]
         template, manifests = run(
             f"helm template ({label})",
             [
@@ -162,12 +238,7 @@ def chart_checks(
             ],
         )
         checks.append(
-            conform_rendered(
-                f"kubeconform chart ({label})",
-                template,
-                manifests,
-                kubeconform_command(kubeconform, version, env),
-            )
+            conform_rendered(f"kubeconform chart ({label})", template, manifests, conform)
         )
     return checks
 
@@ -182,27 +253,17 @@ def kustomize_command(project: Path, env: dict[str, str]) -> list[str] | None:
     return None
 
 
-def manifest_checks(
-    project: Path, kubeconform: str, version: str, env: dict[str, str]
-) -> list[Check]:
+def manifest_checks(project: Path, conform: list[str], env: dict[str, str]) -> list[Check]:
     k8s = project / "k8s"
     # Every file, also the ones the kustomization leaves out (opt-in features,
     # the example Secret): each must stay valid for the day it is switched on.
     files = sorted(str(path) for path in k8s.glob("*.y*ml") if path.name not in NOT_MANIFESTS)
-    conform, _ = run(
-        "kubeconform k8s/*.yaml", [*kubeconform_command(kubeconform, version, env), *files]
-    )
-    checks = [conform]
+    checks = [run("kubeconform k8s/*.yaml", [*conform, *files])[0]]
     build = kustomize_command(project, env)
     if build:
         built, manifests = run("kustomize build k8s", build)
         checks.append(
-            conform_rendered(
-                "kubeconform kustomize build k8s",
-                built,
-                manifests,
-                kubeconform_command(kubeconform, version, env),
-            )
+            conform_rendered("kubeconform kustomize build k8s", built, manifests, conform)
         )
     return checks
 
@@ -223,9 +284,14 @@ def run_checks(
     ]
     if kubeconform is None:
         return report
+    schemas = schema_locations(env)
+    report.checks += schemas.problems
+    # Without Kubernetes schemas helm lint is all that can run.
+    conform = kubeconform_command(kubeconform, version, schemas, env) if schemas.locations else None
     if helm is not None:
-        report.checks += chart_checks(project, helm, kubeconform, version, env)
-    report.checks += manifest_checks(project, kubeconform, version, env)
+        report.checks += chart_checks(project, helm, conform, version)
+    if conform:
+        report.checks += manifest_checks(project, conform, env)
     return report
 
 

@@ -32,6 +32,10 @@ REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 DEFAULT_GREETING = {{ cookiecutter.greeting | quoted }}  # fmt: skip
 
 
+# The value of a build fact (git_sha, build_date) that was not supplied.
+UNKNOWN = "unknown"
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_host: str = "localhost"
@@ -52,8 +56,9 @@ class Settings:
     allow_counter_reset: bool = False
     failure_rate: float = 0.0
     app_version: str = __version__
-    git_sha: str | None = None
-    build_date: str | None = None
+    # Build facts no one supplied read "unknown" everywhere (/version, app_info).
+    git_sha: str = UNKNOWN
+    build_date: str = UNKNOWN
     port: int = {{ cookiecutter.app_port }}
     gunicorn_workers: int = 2
     gunicorn_threads: int = 4

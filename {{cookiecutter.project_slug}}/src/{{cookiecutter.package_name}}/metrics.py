@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from flask import Flask
+from flask import Flask, Request
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_flask_exporter import PrometheusMetrics
 from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
@@ -26,6 +26,8 @@ EXCLUDED_PATHS = [r"^/health/", r"^/metrics$"]
 # Latency buckets (seconds) around what a Redis-backed request takes.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 REDIS_OPERATIONS = ("get", "increment", "reset", "ping")
+# One label value for every path no route matches, so scanners cannot grow the series.
+UNMATCHED = "unmatched"
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,11 @@ class AppMetrics:
     counter_resets: Counter
     redis_errors: Counter
     injected_failures: Counter
+
+
+def endpoint(request: Request) -> str:
+    """The ``endpoint`` label: the view's name, "unmatched" for a path no route has (404, 405)."""
+    return request.endpoint or UNMATCHED
 
 
 def multiprocess_mode() -> bool:
@@ -49,7 +56,7 @@ def init_metrics(app: Flask, settings: Settings) -> AppMetrics:
         app,
         path="/metrics",
         registry=registry,
-        group_by="endpoint",
+        group_by=endpoint,
         buckets=LATENCY_BUCKETS,
         excluded_paths=EXCLUDED_PATHS,
     )
@@ -58,7 +65,7 @@ def init_metrics(app: Flask, settings: Settings) -> AppMetrics:
         "Version and build of the running service",
         # Names and values as lists: a "name" keyword would clash with info()'s own argument.
         labelnames=("name", "version", "git_sha"),
-        labelvalues=(SERVICE_NAME, settings.app_version, settings.git_sha or "unknown"),
+        labelvalues=(SERVICE_NAME, settings.app_version, settings.git_sha),
     )
     redis_errors = Counter(
         "app_redis_errors",

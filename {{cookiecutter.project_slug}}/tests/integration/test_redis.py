@@ -19,7 +19,7 @@ def test_counter_endpoints(redis_url, counter_key):
         {"redis_url": redis_url, "counter_key": counter_key, "allow_counter_reset": True}
     )
     client = app.test_client()
-    assert "I have been seen 1 times." in client.get("/").get_data(as_text=True)
+    assert "I have been seen 1 time." in client.get("/").get_data(as_text=True)
     assert "I have been seen 2 times." in client.get("/").get_data(as_text=True)
     assert client.post("/api/counter", json={"by": 3}).get_json() == {"count": 5}
     assert client.get("/api/counter").get_json() == {"count": 5}

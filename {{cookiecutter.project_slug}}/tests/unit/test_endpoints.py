@@ -31,14 +31,14 @@ def test_index_increments_and_greets(client):
     assert first.status_code == 200
     assert first.mimetype == "text/html"
     greeting = escape(Settings().greeting)
-    assert first.get_data(as_text=True) == f"{greeting} I have been seen 1 times.\n"
+    assert first.get_data(as_text=True) == f"{greeting} I have been seen 1 time.\n"
     assert second.get_data(as_text=True) == f"{greeting} I have been seen 2 times.\n"
 
 
 def test_index_escapes_the_greeting(make_app):
     client = make_app(greeting="<b>Hi</b> & bye").test_client()
     body = client.get("/").get_data(as_text=True)
-    assert body == "&lt;b&gt;Hi&lt;/b&gt; &amp; bye I have been seen 1 times.\n"
+    assert body == "&lt;b&gt;Hi&lt;/b&gt; &amp; bye I have been seen 1 time.\n"
 
 
 def test_api_get_does_not_increment(client):
@@ -141,8 +141,8 @@ def test_version(make_app):
 
 def test_version_without_build_info(client):
     body = client.get("/version").get_json()
-    assert body["git_sha"] is None
-    assert body["build_date"] is None
+    assert body["git_sha"] == "unknown"
+    assert body["build_date"] == "unknown"
 
 
 @pytest.mark.parametrize(
@@ -261,6 +261,8 @@ def test_metrics(make_app, fake_server):
     client.get("/health/live")
     client.get("/health/ready")
     client.get("/metrics")
+    client.get("/no/such/path")
+    client.get("/another/missing/path")
     fake_server.connected = False
     client.get("/api/counter")
 
@@ -275,6 +277,9 @@ def test_metrics(make_app, fake_server):
     count = "flask_http_request_duration_seconds_count"
     assert metric_value(text, count, endpoint="counter.index", status="200") == 3
     assert metric_value(text, count, endpoint="counter.read_counter", status="503") == 1
+    # Every path no route matches shares one series.
+    assert metric_value(text, count, endpoint="unmatched", status="404") == 2
+    assert 'endpoint="None"' not in text
     # Probes and scrapes are not request metrics.
     assert 'endpoint="health.' not in text
     assert 'endpoint="prometheus_metrics"' not in text

@@ -135,6 +135,23 @@ minReplicas <= maxReplicas as well.
 {{- if and .Values.istio.enabled (or .Values.istio.force (.Capabilities.APIVersions.Has "networking.istio.io/v1")) }}true{{ end }}
 {{- end }}
 
+{{/* One line per object that a value switches on but the chart leaves out, because
+     the cluster does not serve its API (.Capabilities). NOTES.txt shows the lines after
+     an install; templates/left-out.yaml prints them as comments in `helm template`,
+     which sees no cluster: there, --api-versions <api> announces one. */}}
+{{- define "counter.leftOut" -}}
+{{- $monitoring := .Capabilities.APIVersions.Has "monitoring.coreos.com/v1" }}
+{{- if and .Values.istio.enabled (not (include "counter.istioRouting" .)) }}
+istio.enabled=true, but the cluster has no networking.istio.io/v1 API: no VirtualService or DestinationRule, so the Service spreads traffic over v1 and v2 pods alike. Install Istio (make istio) and upgrade again, or set istio.force=true.
+{{ end }}
+{{- if and .Values.metrics.enabled .Values.metrics.serviceMonitor.enabled (not (or .Values.metrics.serviceMonitor.force $monitoring)) }}
+metrics.serviceMonitor.enabled=true, but the cluster has no monitoring.coreos.com/v1 API: no ServiceMonitor. Install the Prometheus Operator (make monitoring), or set metrics.serviceMonitor.force=true.
+{{ end }}
+{{- if and .Values.metrics.enabled .Values.metrics.prometheusRule.enabled (not (or .Values.metrics.prometheusRule.force $monitoring)) }}
+metrics.prometheusRule.enabled=true, but the cluster has no monitoring.coreos.com/v1 API: no PrometheusRule. Install the Prometheus Operator (make monitoring), or set metrics.prometheusRule.force=true.
+{{ end }}
+{{- end }}
+
 {{/* "true" when the Redis pod runs the redis_exporter sidecar. */}}
 {{- define "counter.redisMetricsEnabled" -}}
 {{- if and .Values.metrics.enabled .Values.redis.enabled .Values.redis.metrics.enabled }}true{{ end }}

@@ -40,7 +40,8 @@ def index() -> Response:
     app = services()
     count = app.store.increment()
     app.metrics.counter_increments.inc()
-    body = f"{escape(app.settings.greeting)} I have been seen {count} times.\n"
+    times = "time" if count == 1 else "times"
+    body = f"{escape(app.settings.greeting)} I have been seen {count} {times}.\n"
     return Response(body, mimetype="text/html")
 
 
