@@ -7,8 +7,15 @@ therefore never paste such a value raw into a structured file:
 * ``quoted``    - a double-quoted string literal that is valid JSON, YAML,
                   TOML and Python at the same time (JSON string syntax is a
                   subset of all four).
-* ``markdown``  - backslash-escapes Markdown punctuation for prose/headings.
+* ``markdown``  - backslash-escapes what Markdown would read as markup in prose,
+                  headings and table cells, and nothing else (the raw file
+                  stays readable: "Redis." stays "Redis.").
 * ``pyliteral`` - a Python literal of any JSON-like value (used by the hooks).
+* ``validate_answers`` - checks every answer (hooks/validation.py) while
+                  cookiecutter renders the private answer ``__validated``, the
+                  last one: a bad answer stops the bake with one line there,
+                  before cookiecutter writes its replay file or any project
+                  file. The pre-gen hook checks again for ``--replay``.
 
 It also sets the global ``template_dir`` (this checkout of the template) for
 the hook scripts: ``cookiecutter._repo_dir`` exists only under cookiecutter's
@@ -20,12 +27,17 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
 from jinja2.ext import Extension
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
+# Markup anywhere in a line: code, emphasis, links/images ("![" and "](" need
+# the brackets), HTML and autolinks, table cells, strikethrough, entities.
+_MARKDOWN_INLINE = re.compile(r"([\\`*_\[\]<>|~]|&(?=#?\w+;))")
+# Markup only at the start of a line: headings, block quotes (">" above), list items.
+_MARKDOWN_LINE_START = re.compile(r"^(\s*)([#+\-=]|\d+(?=[.)]))")
 
 
 def _escape_unprintable(text: str) -> str:
@@ -41,7 +53,16 @@ def quoted(value: Any) -> str:
 
 
 def markdown(value: Any) -> str:
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(value))
+    text = _MARKDOWN_INLINE.sub(r"\\\1", str(value))
+    # "1. x" -> "1\. x"; "# x" -> "\# x"; "- x" -> "\- x"
+    match = _MARKDOWN_LINE_START.match(text)
+    if match:
+        start, marker = match.end(1), match.group(2)
+        if marker[0].isdigit():
+            start += len(marker)
+        text = text[:start] + "\\" + text[start:]
+    # An ATX heading drops a closing " #" run: keep it as text.
+    return re.sub(r"(\s)(#+)$", lambda m: m.group(1) + "\\" + m.group(2), text)
 
 
 def _plain(value: Any) -> Any:
@@ -56,6 +77,18 @@ def _plain(value: Any) -> Any:
 
 def pyliteral(value: Any) -> str:
     return repr(_plain(value))
+
+
+def validate_answers(answers: Any) -> str:
+    from hooks.validation import InvalidAnswer, validate
+
+    try:
+        validate(answers)
+    except InvalidAnswer as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        # Exits cookiecutter's command line with status 1 and no traceback.
+        raise SystemExit(1) from None
+    return "yes"
 
 
 def _drop_hook_traceback(record: logging.LogRecord) -> bool:
@@ -73,7 +106,9 @@ class FormatFilters(Extension):
 
     def __init__(self, environment):
         super().__init__(environment)
-        environment.filters.update(quoted=quoted, markdown=markdown, pyliteral=pyliteral)
+        environment.filters.update(
+            quoted=quoted, markdown=markdown, pyliteral=pyliteral, validate_answers=validate_answers
+        )
         environment.globals["template_dir"] = str(Path(__file__).resolve().parent)
         hooks_logger = logging.getLogger("cookiecutter.hooks")
         if _drop_hook_traceback not in hooks_logger.filters:

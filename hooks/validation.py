@@ -8,10 +8,12 @@ names the field and the bad value; :func:`main` prints it and exits non-zero
 
 from __future__ import annotations
 
+import json
 import keyword
 import re
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 SLUG_MAX_LENGTH = 40
@@ -61,22 +63,16 @@ DEPENDENCY_MODULES = frozenset(
     }
 )
 
-CHOICES = {
-    "python_version": ("3.13", "3.12", "3.11"),
-    "redis_mode": ("statefulset", "external"),
-    "ci_provider": ("github", "gitlab", "none"),
+# cookiecutter.json is the one home of the answers and their defaults: a list
+# is a choice, a JSON boolean a yes/no answer; keys starting with "_" are not answers.
+COOKIECUTTER_JSON = Path(__file__).resolve().parent.parent / "cookiecutter.json"
+ANSWERS: dict[str, Any] = {
+    name: value
+    for name, value in json.loads(COOKIECUTTER_JSON.read_text(encoding="utf-8")).items()
+    if not name.startswith("_")
 }
-BOOLEANS = (
-    "enable_ingress",
-    "enable_hpa",
-    "enable_pod_affinity",
-    "enable_pod_anti_affinity",
-    "enable_metrics",
-    "enable_service_monitor",
-    "enable_grafana_dashboards",
-    "enable_istio",
-    "init_git",
-)
+CHOICES = {name: tuple(value) for name, value in ANSWERS.items() if isinstance(value, list)}
+BOOLEANS = tuple(name for name, value in ANSWERS.items() if isinstance(value, bool))
 
 
 class InvalidAnswer(ValueError):
@@ -183,16 +179,14 @@ FIELD_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "author_email": email,
     "version": semver,
     "greeting": single_line_text,
-    "python_version": one_of(CHOICES["python_version"]),
     "app_port": integer_between(1024, 65535, " (the container runs as non-root)"),
     "image_repository": image_repository,
     "kubernetes_version": kubernetes_version,
     "ingress_host": dns_name,
     "hpa_cpu_target": integer_between(1, 100),
     "canary_weight": integer_between(1, 99),
-    "redis_mode": one_of(CHOICES["redis_mode"]),
     "external_redis_host": dns_name,
-    "ci_provider": one_of(CHOICES["ci_provider"]),
+    **{name: one_of(choices) for name, choices in CHOICES.items()},
     **{name: boolean for name in BOOLEANS},
 }
 
