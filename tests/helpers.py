@@ -41,7 +41,13 @@ def tool_cache_dir() -> Path:
 
 
 def missing(reason: str) -> None:
-    """Skip locally; fail under COUNTER_TEMPLATE_STRICT (CI) so nothing is silently left out."""
+    """Skip locally; fail under COUNTER_TEMPLATE_STRICT (CI) so nothing is silently left out.
+
+    The reason carries what `make test`'s set-up could not do (scripts/test-env.sh), if anything.
+    """
+    notes = os.environ.get("COUNTER_TEMPLATE_SETUP_NOTES", "").strip()
+    if notes:
+        reason += " (not set up by make test: " + "; ".join(notes.splitlines()) + ")"
     if STRICT:
         pytest.fail(f"required in CI: {reason}", pytrace=False)
     pytest.skip(reason)
