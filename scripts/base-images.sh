@@ -56,7 +56,8 @@ import_changes=(
 log() { printf 'base-images: %s\n' "$*" >&2; }
 
 as_root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+  # -n: a password prompt would hang an unattended run; fail instead.
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi
 }
 
 short_hash() { sha256sum | cut -c1-16; }

@@ -19,12 +19,16 @@ plugin_dir=${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins
 log() { printf 'docker-engine: %s\n' "$*" >&2; }
 
 as_root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+  # -n: a password prompt would hang an unattended run; fail instead.
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi
 }
 
 mkdir -p "$cache_dir"
 
+can_be_root() { [ "$(id -u)" -eq 0 ] || sudo -n true 2>/dev/null; }
+
 if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
+  can_be_root || { log "docker.io is not installed, and installing it needs root: sudo apt-get install docker.io"; exit 1; }
   log "installing Debian docker.io"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker.io >&2 \
     || { as_root apt-get update >&2 && as_root env DEBIAN_FRONTEND=noninteractive \
@@ -34,6 +38,10 @@ fi
 if docker info >/dev/null 2>&1; then
   log "engine already answers ($(docker info --format '{{.ServerVersion}}'))"
 else
+  if ! can_be_root; then
+    log "no Docker engine answers, and starting dockerd needs root (or: add $(id -un) to the docker group of a running engine)"
+    exit 1
+  fi
   dockerd_log=$cache_dir/dockerd.log
   log "starting dockerd (log: $dockerd_log)"
   # setsid: the daemon must outlive this script and the shell that called it.
