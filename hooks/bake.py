@@ -20,12 +20,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cookiecutter.exceptions import CookiecutterException
+from cookiecutter.exceptions import CookiecutterException, FailedHookException
 from cookiecutter.main import cookiecutter
 from cookiecutter.prompt import YesNoPrompt
 from rich.prompt import InvalidResponse
 
-from hooks.validation import ANSWERS, COOKIECUTTER_JSON, InvalidAnswer, boolean, one_of
+from hooks.validation import ANSWERS, COOKIECUTTER_JSON, FIELD_CHECKS, InvalidAnswer, boolean
 
 TEMPLATE_DIR = COOKIECUTTER_JSON.parent
 
@@ -41,7 +41,7 @@ def parse_answer(field: str, text: str) -> Any:
         except InvalidResponse:
             raise InvalidAnswer(field, text, boolean(text) + " (or yes/no, on/off, 1/0)") from None
     if isinstance(default, list):
-        problem = one_of(tuple(default))(text)
+        problem = FIELD_CHECKS[field](text)
         if problem:
             raise InvalidAnswer(field, text, problem)
     return text
@@ -79,8 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidAnswer as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return 1
+    except FailedHookException:
+        return 1  # the hook printed its own one-line error
     except CookiecutterException as error:
-        # A failed hook has printed its own line already.
         print(f"ERROR: {error}", file=sys.stderr)
         return 1
     print(f"generated {project}")
