@@ -57,6 +57,7 @@ def _store_unavailable(error: StoreUnavailable) -> Response:
 
 def _unexpected(error: Exception) -> Response:
     log.error("unhandled error in %s %s", request.method, request.path, exc_info=error)
+    services().metrics.request_exceptions.labels(method=request.method, status=500).inc()
     return error_response(500, "internal_error", "unexpected error; the log has the details")
 
 
