@@ -26,6 +26,12 @@ LABELS = {
 }
 
 
+def header(*columns: str, align: str) -> list[str]:
+    """A markdown table's head; ``align`` has one letter per column: l(eft) or r(ight)."""
+    marks = {"l": "---", "r": "---:"}
+    return ["| " + " | ".join(columns) + " |", "| " + " | ".join(marks[side] for side in align) + " |"]
+
+
 def at(rows: list[dict], connections: int) -> dict:
     return next(row for row in rows if row["connections"] == connections)
 
@@ -91,11 +97,17 @@ def target_checks(result: dict[str, Any]) -> list[tuple[str, str, bool]]:
 
 
 def throughput_table(result: dict[str, Any]) -> list[str]:
-    lines = [
-        "| Server | Connections | Requests/s | p50 (ms) | p99 (ms) | Errors | Server CPU/request (us) "
-        "| Every round (req/s) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-    ]
+    lines = header(
+        "Server",
+        "Connections",
+        "Requests/s",
+        "p50 (ms)",
+        "p99 (ms)",
+        "Errors",
+        "Server CPU/request (us)",
+        "Every round (req/s)",
+        align="lrrrrrrl",
+    )
     for name, label in LABELS.items():
         for row in result["servers"].get(name, {}).get("rows", []):
             errors = row["non_2xx"] + row["socket_errors"]
@@ -118,11 +130,12 @@ def ratio_table(result: dict[str, Any]) -> list[str]:
     main = headline(result)
     peer_rows = result["servers"]["peer"]["rows"]
     counts = ", ".join(str(row["connections"]) for row in peer_rows)
-    lines = [
-        f"| Server | CPU/request vs peer ({counts} connections) "
-        f"| req/s vs baseline at {TARGET_CONNECTIONS} |",
-        "| --- | ---: | ---: |",
-    ]
+    lines = header(
+        "Server",
+        f"CPU/request vs peer ({counts} connections)",
+        f"req/s vs baseline at {TARGET_CONNECTIONS}",
+        align="lrr",
+    )
     baseline_rps = cell(result, "baseline")["requests_per_second"]
     for name, label in LABELS.items():
         if name not in result["servers"]:
@@ -135,12 +148,51 @@ def ratio_table(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def memory_table(result: dict[str, Any]) -> list[str]:
-    lines = [
-        "| Server | Whole server at rest (MB) | One worker at rest (MB) | Whole server under load (MB) "
-        "| One worker under load (MB) |",
-        "| --- | ---: | ---: | ---: | ---: |",
+def inprocess_table(result: dict[str, Any]) -> list[str]:
+    """The app's own CPU per request against what it costs under each server: the rest is the server's."""
+    lines = header(
+        "App",
+        "In-process CPU/request (us)",
+        f"Under gunicorn ({TARGET_CONNECTIONS} conn.)",
+        "Under granian",
+        "Server's share under gunicorn / granian",
+        align="lrrrr",
+    )
+    for name, (gunicorn, granian) in (
+        ("generated", ("generated", "granian")),
+        ("minimal", ("minimal", "minimal-granian")),
+    ):
+        own = result.get("inprocess", {}).get(name)
+        if not own:
+            continue
+        app = own["cpu_us_per_call"]
+        under = [cell(result, server)[CPU] for server in (gunicorn, granian)]
+        shares = " / ".join(f"{1 - app / value:.0%}" for value in under)
+        lines.append(f"| {name} | {app:.0f} | {under[0]:.0f} | {under[1]:.0f} | {shares} |")
+    return lines
+
+
+def inprocess_section(result: dict[str, Any]) -> list[str]:
+    return [
+        "## Where the CPU goes: the app alone against the app under a server",
+        "",
+        "`bench/inprocess.py` calls the Flask app's WSGI callable in a loop (real Redis, the log",
+        "line written to /dev/null): the app's own CPU per request, without any server.",
+        "",
+        *inprocess_table(result),
+        "",
     ]
+
+
+def memory_table(result: dict[str, Any]) -> list[str]:
+    lines = header(
+        "Server",
+        "Whole server at rest (MB)",
+        "One worker at rest (MB)",
+        "Whole server under load (MB)",
+        "One worker under load (MB)",
+        align="lrrrr",
+    )
     for name, label in LABELS.items():
         found = result["servers"].get(name)
         if not found:
@@ -154,10 +206,9 @@ def memory_table(result: dict[str, Any]) -> list[str]:
 
 
 def exactness_lines(result: dict[str, Any]) -> list[str]:
-    lines = [
-        "| Server | Requests | Failed | Redis counted | Counts seen twice | Exact |",
-        "| --- | ---: | ---: | ---: | ---: | --- |",
-    ]
+    lines = header(
+        "Server", "Requests", "Failed", "Redis counted", "Counts seen twice", "Exact", align="lrrrrl"
+    )
     for name, label in LABELS.items():
         check = result["servers"].get(name, {}).get("exactness")
         if check:
@@ -169,11 +220,16 @@ def exactness_lines(result: dict[str, Any]) -> list[str]:
 
 
 def sweep_table(result: dict[str, Any]) -> list[str]:
-    lines = [
-        "| Server | Workers | Threads | Requests/s | p99 (ms) | CPU/request (us) "
-        "| Whole server under load (MB) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
+    lines = header(
+        "Server",
+        "Workers",
+        "Threads",
+        "Requests/s",
+        "p99 (ms)",
+        "CPU/request (us)",
+        "Whole server under load (MB)",
+        align="lrrrrrr",
+    )
     for row in result["sweep"]:
         busy = row.get("memory_under_load") or {}
         lines.append(
@@ -268,8 +324,7 @@ def write_docs(result: dict[str, Any], path: Path) -> None:
         "",
         f"## Targets ({TARGET_CONNECTIONS} connections, {LABELS[main]})",
         "",
-        "| Target | Measured | |",
-        "| --- | ---: | --- |",
+        *header("Target", "Measured", "", align="lrl"),
         *(f"| {name} | {value} | {'met' if ok else 'missed'} |" for name, value, ok in target_checks(result)),
         "",
         "## Throughput, latency and CPU per request",
@@ -281,6 +336,7 @@ def write_docs(result: dict[str, Any], path: Path) -> None:
         "",
         *ratio_table(result),
         "",
+        *(inprocess_section(result) if result.get("inprocess") else []),
         "## Memory (PSS: shared pages split among the processes sharing them)",
         "",
         "At rest: after a 2 s warm-up, idle. Under load: sampled halfway through the run with the most",
@@ -306,8 +362,7 @@ def write_docs(result: dict[str, Any], path: Path) -> None:
     lines += [
         "## Start-up, image and template",
         "",
-        "| Figure | Value |",
-        "| --- | --- |",
+        *header("Figure", "Value", align="ll"),
         *(f"| {name} | {value} |" for name, value in other_figures(result)),
         "",
         (Path(__file__).parent / "why.md").read_text(encoding="utf-8"),

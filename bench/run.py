@@ -17,7 +17,8 @@ the same run, on the same machine and the same loopback ``redis-server``:
 
 For each: req/s, p50/p99 and server CPU per request at several connection counts,
 memory (PSS) at rest and under load, exactness (no lost or doubled increments);
-then a workers sweep, cold start to ready, image size, bake/validate timings.
+then the Flask apps' own CPU per request without a server (bench/inprocess.py), a
+workers sweep, cold start to ready, image size, bake/validate timings.
 Prints everything with the ratios against the targets (bench/report.py), writes
 bench/results/<time>.json (and latest.json) and regenerates docs/benchmarks.md.
 
@@ -234,6 +235,25 @@ def measure_sweep(apps: Apps, duration: float) -> list[dict]:
     return rows
 
 
+def measure_inprocess(apps: Apps) -> dict[str, Any]:
+    """Each Flask app's CPU per request called in-process (bench/inprocess.py): no server at all."""
+    found = {}
+    for name, wsgi_app in (("generated", f"{apps.package}.wsgi:app"), ("minimal", "baseline_app:app")):
+        env = apps._env(free_port(), [apps.project / "src", BENCH_DIR])
+        output = subprocess.run(
+            [apps._bin("python"), str(BENCH_DIR / "inprocess.py"), wsgi_app],
+            cwd=apps.project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+        found[name] = json.loads(output.stdout)
+        log(f"in-process {name}: {found[name]['cpu_us_per_call']:.0f} us CPU/request")
+    return found
+
+
 def measure_cold_start(apps: Apps, runs: int = 3) -> dict[str, Any]:
     """Process (or container) start until /health/ready (the peer: /) answers 200."""
     found = {}
@@ -399,6 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 measure.run_redis_benchmark(redis_port, count, REDIS_BENCHMARK_REQUESTS)
                 for count in args.connections
             ]
+            result["inprocess"] = measure_inprocess(apps)
             result["cold_start"] = measure_cold_start(apps)
             result["sweep"] = [] if args.no_sweep else measure_sweep(apps, args.duration)
         finally:
