@@ -270,13 +270,20 @@ def start_redis(directory: Path, logs: Path) -> tuple[Target, int]:
     server = start_process(
         "redis-server", [tool("redis-server"), str(config)], directory, dict(os.environ), logs, port
     )
-    deadline = time.monotonic() + 15
-    while redis_cli(port, "ping") != "PONG":
-        if time.monotonic() > deadline or not server.alive():
-            server.stop()
-            raise BenchError(f"redis-server did not start; log: {server.log_path}")
-        time.sleep(0.05)
+    try:
+        wait_redis(port, server.alive)
+    except BenchError:
+        server.stop()
+        raise BenchError(f"redis-server did not start; log: {server.log_path}") from None
     return server, port
+
+
+def wait_redis(port: int, alive: Callable[[], bool] = lambda: True, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while redis_cli(port, "ping") != "PONG":
+        if time.monotonic() > deadline or not alive():
+            raise BenchError(f"redis-server on port {port} does not answer")
+        time.sleep(0.05)
 
 
 def redis_cli(port: int, *command: str) -> str:
