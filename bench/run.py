@@ -57,6 +57,7 @@ CONNECTIONS = (8, 32, 128)
 REDIS_BENCHMARK_REQUESTS = 100_000
 # (workers, threads) of the generated gunicorn, at TARGET_CONNECTIONS; the peer gets the same workers.
 SWEEP = ((1, 4), (2, 2), (2, 4), (2, 8), (4, 4))
+GRANIAN_THREADS = 4
 STANDIN_PYTHON_IMAGE = "counter-template-standin/python:3.11-bookworm"
 BENCH_IMAGE = "counter-template-bench:latest"
 RESULTS_DIR = BENCH_DIR / "results"
@@ -137,6 +138,9 @@ class Apps:
 
     def _granian(self, name: str, port: int, wsgi_app: str) -> Target:
         cmd = [self._bin("granian"), "--interface", "wsgi", "--workers", str(measure.WORKERS)]
+        # The generated gunicorn's concurrency (4 threads a worker). granian's default (up to
+        # 256 threads) ran more requests at once than REDIS_MAX_CONNECTIONS: 503s at 128 connections.
+        cmd += ["--blocking-threads", str(GRANIAN_THREADS)]
         cmd += ["--host", "127.0.0.1", "--port", str(port), "--no-ws", "--respawn-failed-workers", wsgi_app]
         return self._start(name, port, cmd, self._env(port, [self.project / "src", BENCH_DIR]))
 

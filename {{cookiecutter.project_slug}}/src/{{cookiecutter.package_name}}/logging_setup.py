@@ -1,9 +1,9 @@
 """Logging to the console only: INFO and below on stdout, WARNING and above on stderr.
 
-LOG_FORMAT=json (default) writes one JSON object per line (serialised with orjson,
-the request line is on every request's path); LOG_FORMAT=text is for reading logs
-locally. Every record carries ``correlation_id`` (the request's X-Request-ID, or
-"-" outside a request).
+LOG_FORMAT=json (default) writes one JSON object per line, serialised with orjson
+(every request writes one); LOG_FORMAT=text is for reading logs locally. Every
+record carries ``correlation_id`` (the request's X-Request-ID, or "-" outside a
+request).
 
 The same handlers serve the app and gunicorn's own loggers (see
 ``gunicorn_logconfig``), so a process never mixes formats. There is no log file:
