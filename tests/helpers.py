@@ -88,15 +88,17 @@ def wait_until(
     pytest.fail(f"timed out after {timeout}s waiting for {description} (last error: {last!r})", pytrace=False)
 
 
-def generated_venv_for(project: Path) -> Path:
+def generated_venv_for(project: Path, extra: Sequence[str] = ()) -> Path:
     """A venv with a generated project's runtime + dev dependencies (not the project itself).
 
     Projects run from source with PYTHONPATH=src, so one venv serves every
-    variant. It is cached under .cache/ keyed by the dependency list, and
-    created under a file lock because xdist workers (and make bench) ask at once.
+    variant; ``extra`` requirements are added (make bench: the servers it compares). It
+    is cached under .cache/ keyed by the dependency list, and created under a file lock
+    because xdist workers (and make bench) ask at once.
     """
     meta = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    requirements = sorted(meta["dependencies"] + meta.get("optional-dependencies", {}).get("dev", []))
+    dev = meta.get("optional-dependencies", {}).get("dev", [])
+    requirements = sorted([*meta["dependencies"], *dev, *extra])
     digest = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:12]
     cache = TEMPLATE_DIR / ".cache"
     cache.mkdir(exist_ok=True)

@@ -108,19 +108,19 @@ def call(
         connection.close()
 
 
-def raw_exchange(port: int, data: bytes, timeout: float = 10) -> int:
-    """Send raw bytes (malformed HTTP) and return the status code of the answer."""
+def raw_exchange(port: int, data: bytes, timeout: float = 10) -> Reply:
+    """Send raw bytes (malformed HTTP) and read the answer until the server closes."""
+    started = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(data)
         answer = b""
-        while b"\r\n" not in answer:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
+        while chunk := sock.recv(65536):
             answer += chunk
-    status_line = answer.split(b"\r\n", 1)[0].decode(errors="replace")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
     assert status_line.startswith("HTTP/1."), f"no HTTP answer to {data[:80]!r}: {answer[:200]!r}"
-    return int(status_line.split()[1])
+    headers = dict(line.split(": ", 1) for line in lines if ": " in line)
+    return Reply(int(status_line.split()[1]), headers, body, time.monotonic() - started)
 
 
 def increment_calls(count: int) -> list[tuple[str, str, bytes | None, int]]:
@@ -604,8 +604,8 @@ def test_bad_requests_get_4xx_and_never_a_500_or_an_error_log(lab):
     assert reply.status == 200
     assert reply.headers["X-Request-ID"] not in (hostile["X-Request-ID"], hostile["X-Correlation-ID"])
 
-    # Malformed HTTP never reaches the app: gunicorn answers 4xx itself (its own
-    # short text body, not JSON) and logs at most a warning.
+    # Malformed HTTP never reaches the app: the server answers 4xx itself, with the
+    # app's JSON error body, and logs at most a warning.
     malformed = [
         b"GARBAGE\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: x\r\nNo-Colon-Header\r\n\r\n",
@@ -617,8 +617,10 @@ def test_bad_requests_get_4xx_and_never_a_500_or_an_error_log(lab):
         b"GET / HTTP/1.1\r\nHost: x\r\nX-Null: a\x00b\r\n\r\n",
     ]
     for data in malformed:
-        status = raw_exchange(app.port, data)
-        assert 400 <= status < 500, (data[:60], status)
+        reply = raw_exchange(app.port, data)
+        assert 400 <= reply.status < 500, (data[:60], reply)
+        assert reply.headers["Content-Type"] == "application/json", (data[:60], reply)
+        assert reply.json()["status"] == reply.status
 
     assert app.get("/health/ready").status == 200
     assert lab.count(redis) == 0, "a rejected request changed the counter"

@@ -15,10 +15,12 @@ DEFAULT_METRICS_DIR = "/tmp/{{ cookiecutter.project_slug }}-metrics"
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = DEFAULT_METRICS_DIR
 
+from gunicorn import util  # noqa: E402
 from gunicorn.glogging import Logger  # noqa: E402
 from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics  # noqa: E402
 
 from {{ cookiecutter.package_name }}.config import ConfigError, load_settings  # noqa: E402
+from {{ cookiecutter.package_name }}.errors import rejected_request  # noqa: E402
 from {{ cookiecutter.package_name }}.logging_setup import gunicorn_logconfig  # noqa: E402
 
 try:
@@ -71,6 +73,15 @@ class NoAccessLogLogger(Logger):
 
 
 logger_class = NoAccessLogLogger
+
+
+def write_json_error(sock, status_int, reason, mesg):
+    util.write_nonblock(sock, rejected_request(status_int, reason, mesg))
+
+
+# Requests gunicorn rejects itself (malformed HTTP, oversized headers) get the app's JSON
+# error body instead of gunicorn's HTML page: its workers send them through this function.
+util.write_error = write_json_error
 
 # Worker heartbeat files: /dev/shm is memory-backed, so a slow or read-only disk
 # cannot make gunicorn think a worker hangs.

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask
 
 from . import blueprints
+from .blueprints.counter import inject_failure
 from .config import Settings, load_settings, settings_from_mapping
 from .context import EXTENSION_KEY, AppServices
 from .errors import register_error_handlers
@@ -43,14 +44,15 @@ def create_app(
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    metrics = init_metrics(app, settings)
     app.extensions[EXTENSION_KEY] = AppServices(
-        settings=settings,
-        store=store or CounterStore.from_settings(settings),
-        metrics=init_metrics(app, settings),
+        settings=settings, store=store or CounterStore.from_settings(settings), metrics=metrics
     )
-    init_request_hooks(app, settings)
+    init_request_hooks(app, settings, metrics)
     register_error_handlers(app)
     app.register_blueprint(blueprints.counter)
+    if settings.failure_rate > 0:
+        app.before_request_funcs.setdefault(blueprints.counter.name, []).append(inject_failure)
     app.register_blueprint(blueprints.health)
     app.register_blueprint(blueprints.meta)
     return app

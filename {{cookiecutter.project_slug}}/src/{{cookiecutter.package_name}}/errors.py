@@ -6,6 +6,7 @@ unexpected becomes a 500 whose details are only in the log.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Any
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 
 # Headers of werkzeug's own error response that still apply to the JSON one (e.g. Allow on 405).
 _REPLACED_HEADERS = {"content-type", "content-length"}
+# The server's message for a request it rejects may quote the request line: keep it short.
+MAX_REJECTION_MESSAGE = 200
 
 
 def error_response(status: int, error: str, message: str, **extra: Any) -> Response:
@@ -33,6 +36,26 @@ def error_response(status: int, error: str, message: str, **extra: Any) -> Respo
 
 def _error_code(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def rejected_request(status: int, reason: str, message: str) -> bytes:
+    """The whole HTTP response for a request the server rejects before the app sees it.
+
+    Malformed HTTP (gunicorn.conf.py sends this instead of gunicorn's HTML page): the
+    same JSON body as the app's errors, without a request id (there was no request).
+    """
+    body = {
+        "error": _error_code(reason),
+        "message": message[:MAX_REJECTION_MESSAGE],
+        "status": status,
+        "request_id": None,
+    }
+    payload = json.dumps(body).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    )
+    return head.encode("latin-1") + payload
 
 
 def _http_error(error: HTTPException) -> Response:
@@ -57,6 +80,7 @@ def _store_unavailable(error: StoreUnavailable) -> Response:
 
 def _unexpected(error: Exception) -> Response:
     log.error("unhandled error in %s %s", request.method, request.path, exc_info=error)
+    services().metrics.request_exceptions.labels(method=request.method, status=500).inc()
     return error_response(500, "internal_error", "unexpected error; the log has the details")
 
 

@@ -1,8 +1,10 @@
-"""Prometheus metrics at /metrics (prometheus-flask-exporter).
+"""Prometheus metrics at /metrics (prometheus-flask-exporter serves them).
 
 Request metrics (``flask_http_request_total{method,status}`` and the histogram
-``flask_http_request_duration_seconds{method,endpoint,status}``) skip /health/*
-and /metrics, so probes and scrapes do not drown real traffic.
+``flask_http_request_duration_seconds{method,endpoint,status}``, the names
+prometheus-flask-exporter gives them) are recorded by the app's one after-request
+hook (request_hooks.py), not by the exporter's three hooks per request. They skip
+/health/* and /metrics, so probes and scrapes do not drown real traffic.
 
 Under gunicorn, PROMETHEUS_MULTIPROC_DIR is set (gunicorn.conf.py) and every
 worker writes its samples there; a scrape, whichever worker answers it, adds
@@ -13,35 +15,52 @@ dashboards and alerts work for every service made from the template.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from flask import Flask, Request
-from prometheus_client import CollectorRegistry, Counter
+from flask import Flask
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_flask_exporter import PrometheusMetrics
 from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
 from .config import SERVICE_NAME, Settings
 
-EXCLUDED_PATHS = [r"^/health/", r"^/metrics$"]
 # Latency buckets (seconds) around what a Redis-backed request takes.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 REDIS_OPERATIONS = ("get", "increment", "reset", "ping")
 # One label value for every path no route matches, so scanners cannot grow the series.
 UNMATCHED = "unmatched"
+# Label sets kept ready (labels() takes a lock and builds a key): more distinct
+# ones than this (e.g. made-up methods) are still counted, just not cached.
+MAX_CACHED_LABELS = 256
 
 
 @dataclass(frozen=True)
 class AppMetrics:
     exporter: PrometheusMetrics
+    request_duration: Histogram
+    request_total: Counter
+    request_exceptions: Counter
     counter_increments: Counter
     counter_resets: Counter
     redis_errors: Counter
     injected_failures: Counter
+    _children: dict = field(default_factory=dict, repr=False)
 
-
-def endpoint(request: Request) -> str:
-    """The ``endpoint`` label: the view's name, "unmatched" for a path no route has (404, 405)."""
-    return request.endpoint or UNMATCHED
+    def observe_request(
+        self, method: str, endpoint: str | None, status: int, seconds: float
+    ) -> None:
+        endpoint = endpoint or UNMATCHED
+        key = (method, endpoint, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.request_duration.labels(method=method, endpoint=endpoint, status=status),
+                self.request_total.labels(method=method, status=status),
+            )
+            if len(self._children) < MAX_CACHED_LABELS:
+                self._children[key] = children
+        children[0].observe(seconds)
+        children[1].inc()
 
 
 def multiprocess_mode() -> bool:
@@ -56,16 +75,15 @@ def init_metrics(app: Flask, settings: Settings) -> AppMetrics:
         app,
         path="/metrics",
         registry=registry,
-        group_by=endpoint,
-        buckets=LATENCY_BUCKETS,
-        excluded_paths=EXCLUDED_PATHS,
+        # The request metrics are defined below and recorded by request_hooks.py.
+        export_defaults=False,
     )
     exporter.info(
         "app_info",
         "Version and build of the running service",
         # Names and values as lists: a "name" keyword would clash with info()'s own argument.
         labelnames=("name", "version", "git_sha"),
-        labelvalues=(SERVICE_NAME, settings.app_version, settings.git_sha),
+        labelvalues=(SERVICE_NAME, settings.app_version, settings.git_sha or "unknown"),
     )
     redis_errors = Counter(
         "app_redis_errors",
@@ -78,6 +96,25 @@ def init_metrics(app: Flask, settings: Settings) -> AppMetrics:
         redis_errors.labels(operation=operation)
     return AppMetrics(
         exporter=exporter,
+        request_duration=Histogram(
+            "flask_http_request_duration_seconds",
+            "Flask HTTP request duration in seconds",
+            ["method", "endpoint", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        request_total=Counter(
+            "flask_http_request_total",
+            "Total number of HTTP requests",
+            ["method", "status"],
+            registry=registry,
+        ),
+        request_exceptions=Counter(
+            "flask_http_request_exceptions_total",
+            "Total number of HTTP requests which resulted in an exception",
+            ["method", "status"],
+            registry=registry,
+        ),
         counter_increments=Counter(
             "app_counter_increments",
             "Amount added to the counter by this service (INCR/INCRBY that succeeded)",

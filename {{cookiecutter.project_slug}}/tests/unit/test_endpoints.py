@@ -225,10 +225,15 @@ def test_unexpected_error_is_json_500(make_app, monkeypatch):
 
     with app.app_context():
         monkeypatch.setattr(services().store, "count", broken)
-    response = app.test_client().get("/api/counter")
+    client = app.test_client()
+    response = client.get("/api/counter")
     assert response.status_code == 500
     assert response.get_json()["error"] == "internal_error"
     assert "boom" not in response.get_data(as_text=True)
+    text = client.get("/metrics").get_data(as_text=True)
+    exceptions = "flask_http_request_exceptions_total"
+    assert metric_value(text, exceptions, method="GET", status="500") == 1
+    assert metric_value(text, "flask_http_request_total", method="GET", status="500") == 1
 
 
 def test_failure_rate_one_fails_every_counter_request(make_app, fake_server):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import pytest
 
@@ -40,6 +41,23 @@ def test_exception_stays_on_one_json_line(capsys):
     entry = json.loads(err)
     assert entry["msg"] == "it failed"
     assert "ValueError" in entry["exc_info"]
+
+
+def test_json_line_fields_and_values_orjson_refuses(capsys):
+    configure_logging("INFO", "json")
+    logging.getLogger("test.fields").info(
+        "tab\there %s", "arg", extra={"obj": object(), "big": 2**70, "n": 3}
+    )
+    entry = json.loads(capsys.readouterr().out)
+    assert entry["msg"] == "tab_here arg"
+    assert entry["logger"] == "test.fields"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["written_at"])
+    assert entry["n"] == 3
+    # An int beyond 64 bits and an object orjson cannot write: the line is still written.
+    assert entry["big"] == 2**70
+    assert entry["obj"].startswith("<object object")
+    assert "args" not in entry
+    assert "exc_info" not in entry
 
 
 def test_text_format(capsys):
