@@ -94,9 +94,10 @@ class Cluster:
         )
 
     def node_zones(self) -> dict[str, str]:
+        """The simulated nodes' zones (a real node, tainted and zoneless, takes none of these pods)."""
         return {
             node["metadata"]["name"]: node["metadata"]["labels"]["topology.kubernetes.io/zone"]
-            for node in self.get("nodes")["items"]
+            for node in self.get("nodes", "--selector", "type=kwok")["items"]
         }
 
 
