@@ -9,7 +9,8 @@ The project goes through its own documented sequence: `make build` (with the off
 base image), its image and the Redis stand-ins imported into the node's containerd (no
 registry), `make secret` from an env file, `make deploy` with the Secret as Redis' password.
 Then the pods are Ready by their real probes, the ClusterIP Service answers from this host
-through kube-proxy, and `kubectl logs` reads the app's JSON lines from the kubelet.
+through kube-proxy, `make port-forward` and `kubectl logs` reach the pod through the kubelet,
+the app's readiness tells a wrong password apart, and Redis' data outlives its pod.
 
 Every test has its own namespace and they run on the "cluster" xdist worker. Without a real
 node they skip with the reason (fail under COUNTER_TEMPLATE_STRICT).
@@ -22,9 +23,13 @@ import os
 import re
 import secrets
 import shutil
+import signal
+import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +38,7 @@ import pytest
 import yaml
 from test_containers import STANDIN_PYTHON_IMAGE, STANDIN_REDIS_EXPORTER_IMAGE, STANDIN_REDIS_IMAGE
 
-from helpers import make, missing, require_tool, run, wait_until
+from helpers import free_port, make, missing, require_tool, run, wait_until
 from kube_cluster import CLUSTER_SCRIPT, RELEASE, Cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cluster")]
@@ -171,6 +176,45 @@ def get(url: str) -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
+def count(url: str) -> int:
+    """GET / once: the count the page shows."""
+    status, body = get(f"{url}/")
+    assert status == 200, (status, body)
+    return int(SEEN.search(body).group(1))
+
+
+@contextmanager
+def port_forward(project: Path, namespace: str, cluster: Cluster) -> Iterator[str]:
+    """`make port-forward` on a free loopback port, running until the block ends."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            "make",
+            "--no-print-directory",
+            "-C",
+            project,
+            "port-forward",
+            f"NAMESPACE={namespace}",
+            f"KUBECTL={cluster.bin_dir / 'kubectl'}",
+            f"LOCAL_PORT={port}",
+        ],
+        env={**os.environ, **cluster.env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # make and its kubectl stop together
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(
+            "make port-forward to answer", lambda: process.poll() is None and get(f"{url}/health/live")
+        )
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
 def test_default_project_runs_on_the_real_node(baked, cluster, real_node, namespace, tmp_path):
     project = baked("defaults")
     real_node.deploy(project, namespace, tmp_path, secrets.token_urlsafe(24))
@@ -188,8 +232,11 @@ def test_default_project_runs_on_the_real_node(baked, cluster, real_node, namesp
 
     # Through the ClusterIP Service from this host: kube-proxy, a pod, the password, Redis.
     url = real_node.service_url(namespace)
-    seen = [int(SEEN.search(get(f"{url}/")[1]).group(1)) for _ in range(3)]
-    assert seen == [1, 2, 3], seen
+    assert [count(url) for _ in range(3)] == [1, 2, 3]
+
+    # The project's own `make port-forward` (API server -> kubelet -> pod), on loopback.
+    with port_forward(project, namespace, real_node.cluster) as local:
+        assert count(local) == 4
 
     # kubectl logs goes through the API server to the kubelet; the app logs JSON lines.
     logs = cluster.kubectl("logs", "--namespace", namespace, f"deployment/{RELEASE}", "--container", "app")
@@ -244,3 +291,22 @@ def test_a_wrong_redis_password_makes_the_app_unready_not_crash(
     app = next(c for c in status_now["containerStatuses"] if c["name"] == "app")
     assert app["restartCount"] == 0 and not app["ready"], app
     assert get(f"{url}/health/ready")[0] == 503
+
+
+def test_the_count_survives_the_redis_pod(baked, cluster, real_node, namespace, tmp_path):
+    """Redis keeps its data on the claim's volume: a new Redis pod continues the count."""
+    project = baked("defaults")
+    real_node.deploy(project, namespace, tmp_path, secrets.token_urlsafe(24))
+    url = real_node.service_url(namespace)
+    assert [count(url) for _ in range(3)] == [1, 2, 3]
+
+    redis = f"{RELEASE}-redis-0"
+    old_uid = cluster.get("pod", redis, "--namespace", namespace)["metadata"]["uid"]
+    cluster.kubectl("delete", "pod", redis, "--namespace", namespace, "--wait=true")
+    cluster.kubectl(
+        "rollout", "status", f"statefulset/{RELEASE}-redis", "--namespace", namespace, "--timeout=120s"
+    )
+    assert cluster.get("pod", redis, "--namespace", namespace)["metadata"]["uid"] != old_uid
+    # The app reconnects on its own (unready, out of the Service, until then).
+    wait_until("the app to reach the new Redis", lambda: get(f"{url}/health/ready")[0] == 200, timeout=60)
+    assert count(url) == 4
