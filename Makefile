@@ -60,6 +60,14 @@ cluster-up: ## Start this checkout's local Kubernetes cluster (builds it once: ~
 cluster-down: ## Stop and delete this checkout's local Kubernetes cluster
 	scripts/kube-cluster.sh down
 
+.PHONY: node-up
+node-up: ## Add a real node that runs pods to the local cluster (root; kubelet, containerd, CNI, CoreDNS)
+	scripts/kube-cluster.sh node-up
+
+.PHONY: node-down
+node-down: ## Remove the real node: its processes, mounts, links and iptables chains
+	scripts/kube-cluster.sh node-down
+
 .PHONY: clean
 clean: ## Remove the venv, caches and baked output
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache $(OUT)

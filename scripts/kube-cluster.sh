@@ -17,6 +17,12 @@
 #   kubeconfig  print the kubeconfig path of the running cluster (exit 1 if none)
 #   bin-dir     print the binaries' directory of the running cluster (kubectl that
 #               matches the server; never builds)
+#   node-up     add a real node that runs pods (scripts/real-node.sh): kubelet,
+#               kube-proxy, its own containerd, CNI bridge, CoreDNS; label and taint
+#               counter-template.local/real-node=true (root; one per host)
+#   node-down   remove it: processes, mounts, links, iptables chains (down does too)
+#   node-status exit 0 when the real node runs and is Ready
+#   node-import `docker save IMAGE... | kube-cluster.sh node-import`: images for its pods
 # Environment:
 #   COUNTER_TEMPLATE_CLUSTER   cluster name (default: counter-template-<hash of this
 #                              checkout's path>, so two clones, or a clone beside a CI
@@ -55,6 +61,10 @@ CACHE_DIR="${COUNTER_TEMPLATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/counter-tem
 export KWOK_WORKDIR="${KWOK_WORKDIR:-$CACHE_DIR/kwok}"
 CLUSTER_DIR="$KWOK_WORKDIR/clusters/$CLUSTER"
 KUBECONFIG_FILE="$CLUSTER_DIR/counter-template.kubeconfig"
+KWOKCTL_CONFIG="$CLUSTER_DIR/counter-template.kwokctl.yaml"
+# Services get addresses in 198.19.0.0/16 (benchmarking range, RFC 2544), not a
+# private range: traffic to them never leaves this host (scripts/real-node.sh).
+SERVICE_CIDR=198.19.0.0/16
 # Which binaries the cluster was started with: down and kubectl keep using them
 # even if go.mod or the Go version changed since.
 BIN_LINK="$CLUSTER_DIR/counter-template.bin"
@@ -70,7 +80,7 @@ bin_dir() {
   echo "$CACHE_DIR/control-plane/$KUBE_VERSION-$key"
 }
 
-BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl)
+BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok kwokctl)
 
 built() {
   local dir="$1" name
@@ -97,10 +107,11 @@ build() {
   mkdir -p "$CACHE_DIR/control-plane"
   staging="$(mktemp -d "$CACHE_DIR/control-plane/.build-XXXXXX")"
   trap 'rm -rf "$staging"' EXIT
-  echo "building Kubernetes $KUBE_VERSION control plane + etcd (cold: ~10 min) ..." >&2
+  echo "building Kubernetes $KUBE_VERSION control plane, kubelet, kube-proxy + etcd (cold: ~11 min) ..." >&2
   (cd "$MODULE_DIR" && CGO_ENABLED=0 go build -trimpath -ldflags "$(kube_ldflags)" -o "$staging/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl go.etcd.io/etcd/server/v3)
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl \
+    k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy go.etcd.io/etcd/server/v3)
   mv "$staging/server" "$staging/etcd"  # go names it after the path: server/v3
   echo "building kwok + kwokctl $KWOK_VERSION ..." >&2
   # kwok has no replace directives, so plain `go install` works (own pins).
@@ -211,6 +222,36 @@ add_crds() {  # MANIFESTS
   kubectl_ wait --for=condition=Established crd --all --timeout=60s >/dev/null
 }
 
+# Changes to what kwokctl runs: the Service range; the API server reaches real
+# kubelets by InternalIP with the admin certificate and checks theirs against the
+# cluster CA (kubectl logs/exec/port-forward); the KWOK controller plays only the
+# simulated nodes (annotation kwok.x-k8s.io/node=fake), never the real one.
+write_kwokctl_config() {
+  cat >"$KWOKCTL_CONFIG" <<EOF
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+componentsPatches:
+- name: kube-apiserver
+  extraArgs:
+  - {key: service-cluster-ip-range, value: $SERVICE_CIDR}
+  - {key: kubelet-preferred-address-types, value: "InternalIP,Hostname"}
+  - {key: kubelet-client-certificate, value: $CLUSTER_DIR/pki/admin.crt}
+  - {key: kubelet-client-key, value: $CLUSTER_DIR/pki/admin.key}
+  - {key: kubelet-certificate-authority, value: $CLUSTER_DIR/pki/ca.crt}
+- name: kwok-controller
+  extraArgs:
+  - {key: manage-all-nodes, value: "false", override: true}
+  - {key: manage-nodes-with-annotation-selector, value: kwok.x-k8s.io/node=fake}
+EOF
+}
+
+# scripts/real-node.sh for this cluster.
+real_node() {
+  REAL_NODE_CLUSTER_DIR="$CLUSTER_DIR" REAL_NODE_KUBECONFIG="$KUBECONFIG_FILE" \
+    REAL_NODE_BIN_DIR="$(cluster_bin_dir)" REAL_NODE_CACHE_DIR="$CACHE_DIR" \
+    REAL_NODE_SERVICE_CIDR="$SERVICE_CIDR" "$SCRIPTS_DIR/real-node.sh" "$@"
+}
+
 up() {
   local dir crds
   crds="$(crd_manifests)"
@@ -221,8 +262,9 @@ up() {
     dir="$(build)"
     mkdir -p "$CLUSTER_DIR"
     ln -sfn "$dir" "$BIN_LINK"
+    write_kwokctl_config
     echo "starting cluster $CLUSTER (kwokctl --runtime binary) ..." >&2
-    KWOK_KUBECTL_BINARY="$dir/kubectl" kwokctl_ create cluster --runtime binary --wait 2m \
+    KWOK_KUBECTL_BINARY="$dir/kubectl" kwokctl_ --config "$KWOKCTL_CONFIG" create cluster --runtime binary --wait 2m \
       --kubeconfig "$KUBECONFIG_FILE" \
       --etcd-binary "$dir/etcd" \
       --kube-apiserver-binary "$dir/kube-apiserver" \
@@ -242,6 +284,8 @@ up() {
 
 down() {
   [[ -d "$CLUSTER_DIR" ]] || return 0
+  # The real node first: rm -rf must not meet its mounts.
+  if [[ -d "$CLUSTER_DIR/real-node" ]]; then real_node down; fi
   [[ -x "$(cluster_bin_dir)/kwokctl" ]] \
     || die "no kwokctl to stop cluster $CLUSTER with; its processes may still run (state: $CLUSTER_DIR)"
   # Stops the processes and removes the state (the recorded binaries link included).
@@ -257,6 +301,10 @@ case "${1:-}" in
     running || die "cluster $CLUSTER is not running (start it: make cluster-up)"
     if [[ "$1" == kubeconfig ]]; then echo "$KUBECONFIG_FILE"; else cluster_bin_dir; fi
     ;;
+  node-up | node-down | node-status | node-import)
+    [[ "$1" == node-down ]] || running || die "cluster $CLUSTER is not running (start it: make cluster-up)"
+    real_node "${1#node-}"
+    ;;
   -h | --help | "") sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
-  *) die "unknown command '$1' (allowed: build, up, down, kubeconfig, bin-dir)" ;;
+  *) die "unknown command '$1' (allowed: build, up, down, kubeconfig, bin-dir, node-up, node-down, node-status, node-import)" ;;
 esac

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+import kube_cluster
 from helpers import generated_venv_for
 from variants import VARIANTS
 
@@ -36,6 +39,23 @@ def baked(cookies_session) -> Callable[[str], Path]:
 def generated_venv(baked) -> Path:
     """The shared venv with the generated project's dependencies (helpers.generated_venv_for)."""
     return generated_venv_for(baked("defaults"))
+
+
+@pytest.fixture(scope="session")
+def cluster() -> kube_cluster.Cluster:
+    """The running local cluster: COUNTER_TEMPLATE_KUBECONFIG (CI), else the one `make cluster-up` started."""
+    return kube_cluster.connect()
+
+
+@pytest.fixture
+def namespace(cluster: kube_cluster.Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace named after the test, deleted afterwards (its pods go with it)."""
+    readable = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:48].rstrip("-")
+    name = f"t-{readable}-{hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:6]}"
+    cluster.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=true")
+    cluster.kubectl("create", "namespace", name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -34,7 +34,7 @@ etcd="$(awk '$1 == "go.etcd.io/etcd/server/v3" { print $2; exit }' "$upstream")"
   done
   echo ")"
   echo
-  for tool in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for tool in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
     echo "tool k8s.io/kubernetes/cmd/$tool"
   done
   echo "tool go.etcd.io/etcd/server/v3"

@@ -1,0 +1,312 @@
+"""Run baked projects on the local cluster's real node and check what the pods really do.
+
+`make node-up` (scripts/kube-cluster.sh node-up, scripts/real-node.sh) adds a node whose pods
+run: a kubelet with its own containerd, runc, Debian's CNI plugins and CoreDNS. It carries the
+label and taint counter-template.local/real-node=true, so only these tests, whose values select
+and tolerate it, put pods there; the scheduling tests keep the simulated nodes.
+
+The project goes through its own documented sequence: `make build` (with the offline stand-in
+base image), its image and the Redis stand-ins imported into the node's containerd (no
+registry), `make secret` from an env file, `make deploy` with the Secret as Redis' password.
+Then the pods are Ready by their real probes, the ClusterIP Service answers from this host
+through kube-proxy, `make port-forward` and `kubectl logs` reach the pod through the kubelet,
+the app's readiness tells a wrong password apart, and Redis' data outlives its pod.
+
+Every test has its own namespace and they run on the "cluster" xdist worker. Without a real
+node they skip with the reason (fail under COUNTER_TEMPLATE_STRICT).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from test_containers import STANDIN_PYTHON_IMAGE, STANDIN_REDIS_EXPORTER_IMAGE, STANDIN_REDIS_IMAGE
+
+from helpers import free_port, make, missing, require_tool, run, wait_until
+from kube_cluster import CLUSTER_SCRIPT, RELEASE, Cluster
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cluster")]
+
+NODE = "real-node"
+NODE_LABEL = "counter-template.local/real-node"
+SECRET = f"{RELEASE}-redis"  # make secret's SECRET_NAME
+IMAGE_REPOSITORY, IMAGE_TAG = RELEASE, "real-node"
+SEEN = re.compile(r"I have been seen (\d+) times")
+
+
+def image_variable(variable: str, standin: str) -> str:
+    return os.environ.get(variable) or standin
+
+
+def on_real_node(redis_image: str, exporter_image: str) -> dict[str, Any]:
+    """Chart values that place every pod on the real node, with the images imported there."""
+    placement = {
+        "nodeSelector": {NODE_LABEL: "true"},
+        "tolerations": [{"key": NODE_LABEL, "operator": "Equal", "value": "true", "effect": "NoSchedule"}],
+    }
+    redis_repository, redis_tag = redis_image.rsplit(":", 1)
+    exporter_repository, exporter_tag = exporter_image.rsplit(":", 1)
+    return {
+        **placement,
+        "redis": {
+            **placement,
+            "image": {"repository": redis_repository, "tag": redis_tag},
+            "metrics": {"image": {"repository": exporter_repository, "tag": exporter_tag}},
+            "persistence": {"storageClass": NODE},  # local volumes on the node (scripts/real-node.sh)
+            "auth": {"existingSecret": SECRET},  # the password `make secret` wrote
+        },
+    }
+
+
+@dataclass
+class RealNode:
+    cluster: Cluster
+    docker: str
+    python_image: str
+    redis_image: str
+    exporter_image: str
+
+    def import_images(self, *images: str) -> None:
+        """docker save | the node's containerd (kube-cluster.sh node-import): no registry involved."""
+        run(
+            [
+                "bash",
+                "-o",
+                "pipefail",
+                "-c",
+                'docker save "${@:2}" | "$1" node-import',
+                "-",
+                CLUSTER_SCRIPT,
+                *images,
+            ],
+            env={"PATH": f"{Path(self.docker).parent}:{os.environ['PATH']}"},
+            timeout=300,
+        )
+
+    def deploy(self, project: Path, namespace: str, tmp_path: Path, password: str) -> None:
+        """The project's documented sequence: build, load, secret, deploy."""
+        image = f"{IMAGE_REPOSITORY}:{IMAGE_TAG}"
+        make(project, "build", f"IMAGE={image}", f"PYTHON_IMAGE={self.python_image}", timeout=900)
+        self.import_images(image, self.redis_image, self.exporter_image)
+        env_file = tmp_path / "real-node.env"
+        env_file.write_text(f"REDIS_PASSWORD={password}\n")
+        values = tmp_path / "real-node-values.yaml"
+        values.write_text(yaml.safe_dump(on_real_node(self.redis_image, self.exporter_image)))
+        kubectl = f"KUBECTL={self.cluster.bin_dir / 'kubectl'}"
+        make(
+            project, "secret", f"NAMESPACE={namespace}", kubectl, f"ENV_FILE={env_file}", env=self.cluster.env
+        )
+        make(
+            project,
+            "deploy",
+            f"NAMESPACE={namespace}",
+            kubectl,
+            f"HELM={self.cluster.helm_binary}",
+            f"REGISTRY_IMAGE={IMAGE_REPOSITORY}",
+            f"TAG={IMAGE_TAG}",
+            "HELM_TIMEOUT=3m",
+            f"ARGS=--values {values}",
+            env=self.cluster.env,
+            timeout=300,
+        )
+
+    def service_url(self, namespace: str) -> str:
+        service = self.cluster.get("service", RELEASE, "--namespace", namespace)
+        return f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
+
+
+@pytest.fixture(scope="session")
+def real_node(cluster: Cluster) -> RealNode:
+    node = cluster.kubectl("get", "node", NODE, "--output", "json", check=False)
+    if node.returncode != 0:
+        missing(f"the local cluster has no real node ({node.stderr.strip()}); `make node-up` adds one")
+    ready = [c for c in json.loads(node.stdout)["status"]["conditions"] if c["type"] == "Ready"]
+    if not ready or ready[0]["status"] != "True":
+        pytest.fail(f"node {NODE} is not Ready: {ready}", pytrace=False)
+    docker = require_tool("docker", "scripts/docker-engine.sh installs and starts it")
+    real = RealNode(
+        cluster,
+        docker,
+        image_variable("PYTHON_IMAGE", STANDIN_PYTHON_IMAGE),
+        image_variable("REDIS_IMAGE", STANDIN_REDIS_IMAGE),
+        image_variable("REDIS_EXPORTER_IMAGE", STANDIN_REDIS_EXPORTER_IMAGE),
+    )
+    for image in (real.python_image, real.redis_image, real.exporter_image):
+        if run([docker, "image", "inspect", image], check=False).returncode != 0:
+            missing(f'no local image {image}; `eval "$(scripts/base-images.sh)"` builds the stand-ins')
+    recycle_volumes(cluster)
+    return real
+
+
+def recycle_volumes(cluster: Cluster) -> None:
+    """Empty the real node's volumes no claim holds, so each Redis starts with no data.
+
+    The volumes are directories on this host (local PersistentVolumes, Retain); the
+    cluster fixture has already made the Released ones bindable again.
+    """
+    for volume in cluster.get("persistentvolumes", "--selector", f"{NODE_LABEL}=true")["items"]:
+        if volume["status"].get("phase") != "Bound":
+            path = Path(volume["spec"]["local"]["path"])
+            for entry in path.iterdir():
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+
+
+def get(url: str) -> tuple[int, str]:
+    """Status and body of one GET (an HTTP error status is an answer too)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def count(url: str) -> int:
+    """GET / once: the count the page shows."""
+    status, body = get(f"{url}/")
+    assert status == 200, (status, body)
+    return int(SEEN.search(body).group(1))
+
+
+@contextmanager
+def port_forward(project: Path, namespace: str, cluster: Cluster) -> Iterator[str]:
+    """`make port-forward` on a free loopback port, running until the block ends."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            "make",
+            "--no-print-directory",
+            "-C",
+            project,
+            "port-forward",
+            f"NAMESPACE={namespace}",
+            f"KUBECTL={cluster.bin_dir / 'kubectl'}",
+            f"LOCAL_PORT={port}",
+        ],
+        env={**os.environ, **cluster.env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # make and its kubectl stop together
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(
+            "make port-forward to answer", lambda: process.poll() is None and get(f"{url}/health/live")
+        )
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_default_project_runs_on_the_real_node(baked, cluster, real_node, namespace, tmp_path):
+    project = baked("defaults")
+    real_node.deploy(project, namespace, tmp_path, secrets.token_urlsafe(24))
+
+    # make deploy waited (--atomic --wait) for every pod to be Ready by its own probes.
+    pods = cluster.get("pods", "--namespace", namespace)["items"]
+    components = {pod["metadata"]["labels"]["app.kubernetes.io/component"] for pod in pods}
+    assert components == {"app", "redis"}, components
+    for pod in pods:
+        name = pod["metadata"]["name"]
+        assert pod["spec"]["nodeName"] == NODE, name
+        assert pod["status"]["phase"] == "Running", name
+        for container in pod["status"]["containerStatuses"]:
+            assert container["ready"] and container["restartCount"] == 0, (name, container)
+
+    # Through the ClusterIP Service from this host: kube-proxy, a pod, the password, Redis.
+    url = real_node.service_url(namespace)
+    assert [count(url) for _ in range(3)] == [1, 2, 3]
+
+    # The project's own `make port-forward` (API server -> kubelet -> pod), on loopback.
+    with port_forward(project, namespace, real_node.cluster) as local:
+        assert count(local) == 4
+
+    # kubectl logs goes through the API server to the kubelet; the app logs JSON lines.
+    logs = cluster.kubectl("logs", "--namespace", namespace, f"deployment/{RELEASE}", "--container", "app")
+    records = [json.loads(line) for line in logs.stdout.splitlines() if line.strip()]
+    assert records, "no log lines"
+    assert any("GET" in json.dumps(record) for record in records), records[-5:]
+
+
+def test_a_wrong_redis_password_makes_the_app_unready_not_crash(
+    baked, cluster, real_node, namespace, tmp_path
+):
+    """The app reads the Secret's password: change it under a running Redis and the app says why."""
+    project = baked("defaults")
+    real_node.deploy(project, namespace, tmp_path, secrets.token_urlsafe(24))
+    # A new password in the Secret; Redis keeps the one it started with, the app restarts with the new.
+    (tmp_path / "real-node.env").write_text(f"REDIS_PASSWORD={secrets.token_urlsafe(24)}\n")
+    make(
+        project,
+        "secret",
+        f"NAMESPACE={namespace}",
+        f"KUBECTL={cluster.bin_dir / 'kubectl'}",
+        f"ENV_FILE={tmp_path / 'real-node.env'}",
+        env=cluster.env,
+    )
+    cluster.kubectl("rollout", "restart", f"deployment/{RELEASE}", "--namespace", namespace)
+
+    def new_pods_running() -> list[dict[str, Any]] | None:
+        pods = [
+            pod
+            for pod in cluster.pods(namespace)
+            if pod["metadata"].get("annotations", {}).get("kubectl.kubernetes.io/restartedAt")
+            and pod["status"].get("phase") == "Running"
+        ]
+        return pods or None
+
+    pod = wait_until("a restarted app pod running", new_pods_running, timeout=90, interval=1)[0]
+    name = pod["metadata"]["name"]
+    # From this host straight to the pod's address on the node's bridge (198.18.1.0/24).
+    url = f"http://{pod['status']['podIP']}:{pod['spec']['containers'][0]['ports'][0]['containerPort']}"
+    _, body = wait_until(
+        "readiness to report the auth failure",
+        lambda: (answer := get(f"{url}/health/ready"))[0] == 503 and answer,
+        timeout=60,
+        interval=1,
+    )
+    assert "authentication" in json.loads(body)["reason"], body
+
+    # Unready, not dead: /health/live does not need Redis, so after three liveness
+    # periods (failureThreshold 3 x 10 s) the kubelet has still not restarted it.
+    time.sleep(31)
+    status_now = cluster.get("pod", name, "--namespace", namespace)["status"]
+    app = next(c for c in status_now["containerStatuses"] if c["name"] == "app")
+    assert app["restartCount"] == 0 and not app["ready"], app
+    assert get(f"{url}/health/ready")[0] == 503
+
+
+def test_the_count_survives_the_redis_pod(baked, cluster, real_node, namespace, tmp_path):
+    """Redis keeps its data on the claim's volume: a new Redis pod continues the count."""
+    project = baked("defaults")
+    real_node.deploy(project, namespace, tmp_path, secrets.token_urlsafe(24))
+    url = real_node.service_url(namespace)
+    assert [count(url) for _ in range(3)] == [1, 2, 3]
+
+    redis = f"{RELEASE}-redis-0"
+    old_uid = cluster.get("pod", redis, "--namespace", namespace)["metadata"]["uid"]
+    cluster.kubectl("delete", "pod", redis, "--namespace", namespace, "--wait=true")
+    cluster.kubectl(
+        "rollout", "status", f"statefulset/{RELEASE}-redis", "--namespace", namespace, "--timeout=120s"
+    )
+    assert cluster.get("pod", redis, "--namespace", namespace)["metadata"]["uid"] != old_uid
+    # The app reconnects on its own (unready, out of the Service, until then).
+    wait_until("the app to reach the new Redis", lambda: get(f"{url}/health/ready")[0] == 200, timeout=60)
+    assert count(url) == 4
