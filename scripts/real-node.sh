@@ -22,7 +22,7 @@
 # host-wide, so one real node runs per host: up refuses while another
 # cluster's node is up.
 #
-# Usage: real-node.sh up | down | status | import (docker save <images> | import)
+# Usage: real-node.sh build | up | down | status | import (docker save <images> | import)
 set -euo pipefail
 shopt -s inherit_errexit
 
@@ -362,8 +362,22 @@ node_ready() {
   [[ "$(kubectl_ get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]
 }
 
+# What up needs from this host, checked before it changes anything.
+preflight() {
+  [[ "$(id -u)" -eq 0 ]] || die "needs root (network namespaces, links, mounts, iptables)"
+  local command missing=()
+  for command in containerd ctr runc ip iptables; do
+    command -v "$command" >/dev/null || missing+=("$command")
+  done
+  for command in bridge host-local firewall portmap loopback; do
+    [[ -x "/usr/lib/cni/$command" ]] || missing+=("/usr/lib/cni/$command")
+  done
+  [[ ${#missing[@]} -eq 0 ]] || die "missing ${missing[*]} (Debian: containerd runc containernetworking-plugins iproute2 iptables; scripts/install-system-packages.sh)"
+}
+
 up() {
   need_env
+  preflight
   mkdir -p "$RUN_DIR"
   if [[ -f "$OWNER_FILE" && "$(cat "$OWNER_FILE")" != "$REAL_NODE_CLUSTER_DIR" ]]; then
     die "the real node of $(cat "$OWNER_FILE") is up on this host; one per host (its node-down first)"
@@ -495,6 +509,11 @@ down() {
 }
 
 case "${1:-}" in
+  # The slow build alone (CoreDNS), so kube-cluster.sh build can do it ahead of up.
+  build)
+    [[ -n "${REAL_NODE_CACHE_DIR:-}" ]] || die "REAL_NODE_CACHE_DIR is not set (run me through scripts/kube-cluster.sh build)"
+    coredns_binary >/dev/null
+    ;;
   up) up ;;
   down) down ;;
   status)
@@ -507,5 +526,5 @@ case "${1:-}" in
     # docker save IMAGE... | real-node.sh import: images for the pods on this node.
     ctr_ images import - >/dev/null
     ;;
-  *) die "usage: real-node.sh up | down | status | import" ;;
+  *) die "usage: real-node.sh build | up | down | status | import" ;;
 esac

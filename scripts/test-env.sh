@@ -13,6 +13,7 @@
 #      schema cache as KUBECONFORM_SCHEMA_LOCATION
 #   5. helm, kubeconform, kubectl, actionlint and the schema cache (scripts/install-tools.sh)
 #   6. this checkout's local Kubernetes cluster (scripts/kube-cluster.sh up)
+#      and its real node, which runs pods (kube-cluster.sh node-up; needs root)
 #
 # A step that cannot be done is one line on stderr, and the tests that need
 # its result skip with that line as the reason (COUNTER_TEMPLATE_SETUP_NOTES);
@@ -129,6 +130,11 @@ if [[ -n "$control_plane_build" ]]; then
     unavailable cluster "its CRDs need CRD_SCHEMA_LOCATION offline (see above)"
   elif scripts/kube-cluster.sh up >/dev/null; then
     export_var COUNTER_TEMPLATE_KUBECONFIG "$(scripts/kube-cluster.sh kubeconfig)"
+    step "real node (kubelet, containerd, CNI, CoreDNS)"
+    if ! node_log="$(scripts/kube-cluster.sh node-up 2>&1)"; then
+      printf '%s\n' "$node_log" | tail -n 20 >&2
+      unavailable "real node" "$(tail -n 1 <<<"$node_log")"
+    fi
   else
     unavailable cluster "scripts/kube-cluster.sh up failed (above)"
   fi
