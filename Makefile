@@ -38,6 +38,10 @@ bake: venv ## Generate the default project into $(OUT)/ (answers: make bake ARGS
 bench: venv ## Benchmark the generated service (needs wrk, redis-server; BENCH_ARGS='--duration 5')
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+.PHONY: profile
+profile: venv ## Where a request's CPU goes, by layer (py-spy under wrk; PROFILE_ARGS='--server granian')
+	$(BIN)/python bench/cpu_profile.py $(PROFILE_ARGS)
+
 .PHONY: lint
 lint: venv ## Lint the template's own Python
 	$(BIN)/ruff check .

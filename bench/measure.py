@@ -31,8 +31,9 @@ sys.path.insert(0, str(BENCH_DIR.parent / "tests"))
 from helpers import find_tool, free_port  # noqa: E402
 
 INSTALL_HINT = "scripts/install-system-packages.sh installs it (Debian/Ubuntu)"
-# The servers the bench venv adds to the generated project's own dependencies.
-BENCH_REQUIREMENTS = ("fastapi>=0.110,<1", "uvicorn[standard]>=0.30,<1", "granian>=2.5,<3")
+# What the bench venv adds to the generated project's own dependencies: the other
+# servers, and py-spy for bench/profile.py.
+BENCH_REQUIREMENTS = ("fastapi>=0.110,<1", "uvicorn[standard]>=0.30,<1", "granian>=2.5,<3", "py-spy>=0.4,<1")
 WORKERS = 2  # every server under comparison, unless a sweep says otherwise
 COUNT = re.compile(rb"seen (\d+) times")
 

@@ -1,4 +1,5 @@
-"""make bench's own logic: the target checks and the exactness check (against real Redis)."""
+"""make bench's own logic: the target checks, the exactness check (against real Redis) and the
+profile's attribution of samples to layers."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from helpers import TEMPLATE_DIR, free_port, require_tool
 
 sys.path.insert(0, str(TEMPLATE_DIR / "bench"))
 
+import cpu_profile
 import measure
 import report
 
@@ -112,3 +114,25 @@ def test_exactness_catches_a_server_that_counts_twice(tmp_path: Path, increments
     assert found["exact"] is exact
     assert found["redis_delta"] == 40 * increments
     assert found["failed"] == 0
+
+
+def test_a_sample_is_charged_to_its_innermost_layer_and_cut_lines_are_skipped():
+    gunicorn = "ThreadWorker.handle_request (gunicorn/workers/gthread.py:771)"
+    flask = "Flask.__call__ (flask/app.py:1536);Flask.full_dispatch_request (flask/app.py:920)"
+    redis = "CounterStore.increment (flask_counter/store.py:154);read_response (redis/connection.py:1407)"
+    stacks = "\n".join(
+        [
+            f"process 1:x;{gunicorn};{flask};{redis} 6",  # redis-py, though gunicorn and flask are outer
+            f"process 1:x;{gunicorn};{flask} 3",
+            f"process 1:x;{gunicorn} 1",
+            f"process 1:x;{gunicorn};Flask.__call__ (",  # cut off by py-spy's stop: no count
+        ]
+    )
+    total, inside, layers = cpu_profile.summarise(stacks)
+    assert total == 10
+    assert inside == 0.9
+    assert layers == {
+        "redis-py (INCR round trip, client side)": 6,
+        "flask (dispatch, hooks, context)": 3,
+        "gunicorn (HTTP parse, write, worker loop)": 1,
+    }

@@ -24,6 +24,7 @@ import re
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
