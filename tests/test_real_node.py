@@ -47,7 +47,7 @@ NODE = "real-node"
 NODE_LABEL = "counter-template.local/real-node"
 SECRET = f"{RELEASE}-redis"  # make secret's SECRET_NAME
 IMAGE_REPOSITORY, IMAGE_TAG = RELEASE, "real-node"
-SEEN = re.compile(r"I have been seen (\d+) times")
+SEEN = re.compile(r"I have been seen (\d+) times?\.")  # "1 time.", "2 times."
 
 
 def image_variable(variable: str, standin: str) -> str:
@@ -127,8 +127,16 @@ class RealNode:
         )
 
     def service_url(self, namespace: str) -> str:
+        """The app Service's ClusterIP URL, once kube-proxy routes it (until its rules for the
+        new endpoints are synced, it rejects: connection refused)."""
         service = self.cluster.get("service", RELEASE, "--namespace", namespace)
-        return f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
+        url = f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
+        wait_until(
+            "kube-proxy to route the app Service",
+            lambda: get(f"{url}/health/ready")[0] == 200,
+            timeout=30,
+        )
+        return url
 
 
 @pytest.fixture(scope="session")
@@ -180,7 +188,9 @@ def count(url: str) -> int:
     """GET / once: the count the page shows."""
     status, body = get(f"{url}/")
     assert status == 200, (status, body)
-    return int(SEEN.search(body).group(1))
+    seen = SEEN.search(body)
+    assert seen, f"no count in the page: {body!r}"
+    return int(seen.group(1))
 
 
 @contextmanager
