@@ -732,8 +732,9 @@ case "${1:-}" in
     ;;
   status)
     need_env
-    alive containerd && alive kubelet && alive kube-proxy && alive coredns && addons_alive && node_ready \
+    alive containerd && alive kubelet && alive kube-proxy && alive coredns && node_ready \
       || die "the real node is not up (scripts/kube-cluster.sh node-up)"
+    addons_alive || die "metrics-server or kube-router is not running (scripts/kube-cluster.sh node-addons-up)"
     echo "$NODE_NAME"
     ;;
   import)
