@@ -10,15 +10,16 @@
 #                  dashboards and alerts evaluated against a real Prometheus
 #                  (tests/test_observability.py; promtool comes with prometheus)
 #   python3-venv   `python3 -m venv` (Debian ships venv separately)
-#   containerd, runc, containernetworking-plugins, iproute2, iptables
+#   containerd, runc, containernetworking-plugins, iproute2, iptables, ipset
 #                  the local cluster's real node (scripts/real-node.sh), which runs
-#                  its own containerd instance, never the one dockerd uses
+#                  its own containerd instance, never the one dockerd uses; ipset
+#                  for kube-router's network policies there
 # Exit status: 0 all present, 3 some missing and this user cannot install them
 # (one line on stderr says which, and the command that would).
 set -euo pipefail
 
 packages=(redis-server docker.io debootstrap ca-certificates git make wrk prometheus
-  prometheus-redis-exporter python3-venv containerd runc containernetworking-plugins iproute2 iptables)
+  prometheus-redis-exporter python3-venv containerd runc containernetworking-plugins iproute2 iptables ipset)
 missing=()
 for package in "${packages[@]}"; do
   if [ "$package" = docker.io ] && docker info >/dev/null 2>&1; then continue; fi

@@ -9,7 +9,8 @@
 # The scheduler has extra profiles for tests: scripts/kube-scheduler-config.yaml.
 #
 # Usage: scripts/kube-cluster.sh COMMAND
-#   build       build/cache the binaries and the real node's CoreDNS (cold: ~16 min on 2 cores; then instant)
+#   build       build/cache the binaries and the real node's CoreDNS, metrics-server and
+#               kube-router (cold: ~25 min on 2 cores; then instant)
 #   up          build, create the cluster, add nodes, a default StorageClass with
 #               volumes, and the Istio + Prometheus Operator CRDs; prints the
 #               kubeconfig path (use: export KUBECONFIG=<path>)
@@ -18,9 +19,12 @@
 #   bin-dir     print the binaries' directory of the running cluster (kubectl that
 #               matches the server; never builds)
 #   node-up     add a real node that runs pods (scripts/real-node.sh): kubelet,
-#               kube-proxy, its own containerd, CNI bridge, CoreDNS; label and taint
-#               counter-template.local/real-node=true (root; one per host)
-#   node-down   remove it: processes, mounts, links, iptables chains (down does too)
+#               kube-proxy, its own containerd, CNI bridge, CoreDNS, metrics-server
+#               (metrics.k8s.io, for the HPA) and kube-router (NetworkPolicies); label
+#               and taint counter-template.local/real-node=true (root; one per host)
+#   node-down   remove it: processes, mounts, links, iptables chains, ipsets (down does too)
+#   node-addons-up, node-addons-down
+#               start or remove only metrics-server and kube-router on a running node
 #   node-status exit 0 when the real node runs and is Ready
 #   node-import `docker save IMAGE... | kube-cluster.sh node-import`: images for its pods
 # Environment:
@@ -303,10 +307,10 @@ case "${1:-}" in
     running || die "cluster $CLUSTER is not running (start it: make cluster-up)"
     if [[ "$1" == kubeconfig ]]; then echo "$KUBECONFIG_FILE"; else cluster_bin_dir; fi
     ;;
-  node-up | node-down | node-status | node-import)
+  node-up | node-down | node-status | node-import | node-addons-up | node-addons-down)
     [[ "$1" == node-down ]] || running || die "cluster $CLUSTER is not running (start it: make cluster-up)"
     real_node "${1#node-}"
     ;;
   -h | --help | "") sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
-  *) die "unknown command '$1' (allowed: build, up, down, kubeconfig, bin-dir, node-up, node-down, node-status, node-import)" ;;
+  *) die "unknown command '$1' (allowed: build, up, down, kubeconfig, bin-dir, node-up, node-down, node-status, node-import, node-addons-up, node-addons-down)" ;;
 esac

@@ -22,12 +22,21 @@
 # host-wide, so one real node runs per host: up refuses while another
 # cluster's node is up.
 #
+# Add-ons (up starts them, down removes them; addons-up/-down on a running node):
+#   metrics-server  host process behind the APIService v1beta1.metrics.k8s.io,
+#                   198.18.0.1:4443; scrapes the kubelet with a client certificate
+#   kube-router     network policy controller only (iptables, ipset)
+#
 # Usage: real-node.sh build | up | down | status | import (docker save <images> | import)
+#                     | addons-up | addons-down
 set -euo pipefail
 shopt -s inherit_errexit
 
 SCRIPTS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 COREDNS_VERSION="${COREDNS_VERSION:-v1.15.0}"
+METRICS_SERVER_VERSION="${METRICS_SERVER_VERSION:-v0.9.0}"
+KUBE_ROUTER_VERSION="${KUBE_ROUTER_VERSION:-v2.1.0}"
+METRICS_SERVER_PORT=4443  # on NODE_IP
 VOLUMES="${REAL_NODE_VOLUMES:-8}"
 
 NODE_NAME=real-node
@@ -65,17 +74,34 @@ ctr_() { ctr --address "$SOCKET" --namespace k8s.io "$@"; }
 
 # --- builds (cached) ----------------------------------------------------------
 
-# CoreDNS has no replace directives, so `go install` with its own pins works.
-coredns_binary() {
-  local dir="$REAL_NODE_CACHE_DIR/coredns/$COREDNS_VERSION-$(go env GOVERSION)"
-  if [[ ! -x "$dir/coredns" ]]; then
-    log "building CoreDNS $COREDNS_VERSION (cold: ~6 min) ..."
-    mkdir -p "$dir.tmp"
-    GOBIN="$dir.tmp" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
-      "github.com/coredns/coredns@$COREDNS_VERSION" >&2
+# go_binary NAME MODULE VERSION [LDFLAGS]: `go install MODULE@VERSION`, cached under
+# the machine cache. Only for modules without replace directives (go install
+# refuses those): CoreDNS, metrics-server and kube-router have none (checked with
+# `go mod download -json MODULE@VERSION` and their go.mod).
+go_binary() {
+  local name="$1" module="$2" version="$3" ldflags="-s -w ${4:-}"
+  local dir="$REAL_NODE_CACHE_DIR/$name/$version-$(go env GOVERSION)"
+  if [[ ! -x "$dir/$name" ]]; then
+    log "building $name $version ..."
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+    GOBIN="$dir.tmp" CGO_ENABLED=0 go install -trimpath -ldflags "$ldflags" "$module@$version" >&2
     rm -rf "$dir" && mv "$dir.tmp" "$dir"
   fi
-  echo "$dir/coredns"
+  echo "$dir/$name"
+}
+
+coredns_binary() {  # cold: ~6 min
+  go_binary coredns github.com/coredns/coredns "$COREDNS_VERSION"
+}
+
+metrics_server_binary() {  # cold: ~4 min
+  go_binary metrics-server sigs.k8s.io/metrics-server/cmd/metrics-server "$METRICS_SERVER_VERSION" \
+    "-X k8s.io/client-go/pkg/version.gitVersion=$METRICS_SERVER_VERSION"
+}
+
+kube_router_binary() {  # cold: ~4 min
+  go_binary kube-router github.com/cloudnativelabs/kube-router/v2/cmd/kube-router "$KUBE_ROUTER_VERSION" \
+    "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION"
 }
 
 # The pause image is named after the hash of its source and Go version.
@@ -366,13 +392,13 @@ node_ready() {
 preflight() {
   [[ "$(id -u)" -eq 0 ]] || die "needs root (network namespaces, links, mounts, iptables)"
   local command missing=()
-  for command in containerd ctr runc ip iptables; do
+  for command in containerd ctr runc ip iptables ipset; do
     command -v "$command" >/dev/null || missing+=("$command")
   done
   for command in bridge host-local firewall portmap loopback; do
     [[ -x "/usr/lib/cni/$command" ]] || missing+=("/usr/lib/cni/$command")
   done
-  [[ ${#missing[@]} -eq 0 ]] || die "missing ${missing[*]} (Debian: containerd runc containernetworking-plugins iproute2 iptables; scripts/install-system-packages.sh)"
+  [[ ${#missing[@]} -eq 0 ]] || die "missing ${missing[*]} (Debian: containerd runc containernetworking-plugins iproute2 iptables ipset; scripts/install-system-packages.sh)"
 }
 
 up() {
@@ -382,7 +408,7 @@ up() {
   if [[ -f "$OWNER_FILE" && "$(cat "$OWNER_FILE")" != "$REAL_NODE_CLUSTER_DIR" ]]; then
     die "the real node of $(cat "$OWNER_FILE") is up on this host; one per host (its node-down first)"
   fi
-  if alive containerd && alive kubelet && alive kube-proxy && alive coredns && node_ready; then
+  if alive containerd && alive kubelet && alive kube-proxy && alive coredns && addons_alive && node_ready; then
     log "$NODE_NAME is already up"
     return
   fi
@@ -408,6 +434,178 @@ up() {
   wait_for "node $NODE_NAME" 90 node_ready
   wait_for CoreDNS 30 bash -c "exec 3<>/dev/tcp/$NODE_IP/53"
   log "$NODE_NAME is Ready: label $NODE_LABEL=true, taint $NODE_LABEL=true:NoSchedule"
+  addons_up
+}
+
+# --- add-ons: metrics-server and kube-router's network policy controller ---------
+
+# binding KIND NAME ROLE_KIND ROLE USER [NAMESPACE]: a (Cluster)RoleBinding for one user.
+binding() {
+  cat <<EOF
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: $1
+metadata: {name: "$2"${6:+, namespace: $6}}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: $3, name: "$4"}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "$5"}
+EOF
+}
+
+# metrics-server runs on this host and serves the metrics.k8s.io API through the
+# API server's aggregator: an APIService backed by a Service without selector
+# whose endpoint is this address (kube-proxy DNATs the aggregator's connections).
+# As a host process it needs no image, pod, ServiceAccount or node placement.
+addon_resources() {
+  local ca_bundle
+  ca_bundle="$(base64 -w0 "$PKI/ca.crt")"
+  {
+    cat <<EOF
+# metrics-server reads the kubelets' resource metrics and the nodes and pods
+# (the rules of its upstream manifests), as system:metrics-server.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "system:metrics-server"}
+rules:
+- {apiGroups: [""], resources: [nodes/metrics], verbs: [get]}
+- {apiGroups: [""], resources: [pods, nodes], verbs: [get, list, watch]}
+---
+# kubectl top for whoever may view pods (aggregated into view, edit, admin).
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: "system:aggregated-metrics-reader"
+  labels:
+    rbac.authorization.k8s.io/aggregate-to-view: "true"
+    rbac.authorization.k8s.io/aggregate-to-edit: "true"
+    rbac.authorization.k8s.io/aggregate-to-admin: "true"
+rules:
+- {apiGroups: [metrics.k8s.io], resources: [pods, nodes], verbs: [get, list, watch]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: metrics-server, namespace: kube-system}
+spec:
+  ports: [{name: https, port: 443, targetPort: $METRICS_SERVER_PORT, protocol: TCP}]
+---
+# Its one endpoint: metrics-server on this host.
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: metrics-server
+  namespace: kube-system
+  labels:
+    kubernetes.io/service-name: metrics-server
+    endpointslice.kubernetes.io/managed-by: counter-template.local-real-node
+addressType: IPv4
+endpoints: [{addresses: [$NODE_IP], conditions: {ready: true}}]
+ports: [{name: https, port: $METRICS_SERVER_PORT, protocol: TCP}]
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1beta1.metrics.k8s.io}
+spec:
+  group: metrics.k8s.io
+  version: v1beta1
+  service: {name: metrics-server, namespace: kube-system, port: 443}
+  # The aggregator checks metrics-server's certificate (cluster CA, name metrics-server.kube-system.svc).
+  caBundle: $ca_bundle
+  groupPriorityMinimum: 100
+  versionPriority: 100
+---
+# kube-router's network policy controller watches these (its upstream rules,
+# without the routing and service proxy parts), as system:kube-router.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "system:kube-router"}
+rules:
+- {apiGroups: [""], resources: [namespaces, pods, services, nodes, endpoints], verbs: [get, list, watch]}
+- {apiGroups: [networking.k8s.io], resources: [networkpolicies], verbs: [get, list, watch]}
+- {apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [get, list, watch]}
+EOF
+    binding ClusterRoleBinding system:metrics-server ClusterRole system:metrics-server system:metrics-server
+    # metrics-server checks its callers with the API server (TokenReview, SubjectAccessReview)
+    # and trusts the client CA the API server publishes in kube-system.
+    binding ClusterRoleBinding metrics-server:system:auth-delegator ClusterRole system:auth-delegator \
+      system:metrics-server
+    binding RoleBinding metrics-server-auth-reader Role extension-apiserver-authentication-reader \
+      system:metrics-server kube-system
+    binding ClusterRoleBinding system:kube-router ClusterRole system:kube-router system:kube-router
+  } | kubectl_ apply -f - >/dev/null
+}
+
+metrics_served() {
+  kubectl_ get --raw "/apis/metrics.k8s.io/v1beta1/nodes/$NODE_NAME" | grep -q '"cpu"'
+}
+
+# The HPA's pod metrics (metrics-server) and NetworkPolicy enforcement
+# (kube-router), on a running node: node-up ends with this; alone it adds them
+# to a node started without them. Idempotent.
+addons_up() {
+  node_ready || die "the real node is not up (scripts/kube-cluster.sh node-up)"
+  command -v ipset >/dev/null || die "missing ipset (Debian: ipset; scripts/install-system-packages.sh)"
+  local metrics_server kube_router
+  metrics_server="$(metrics_server_binary)"
+  kube_router="$(kube_router_binary)"
+  mkdir -p "$RUN_DIR" "$NODE_DIR/pki" "$NODE_DIR/logs"
+  # One name for the API server and, by its client certificate, for the kubelet
+  # (webhook authorization: the RBAC above).
+  sign metrics-server "/CN=system:metrics-server" "extendedKeyUsage=clientAuth"
+  sign metrics-server-serving "/CN=metrics-server" "extendedKeyUsage=serverAuth
+subjectAltName=DNS:metrics-server.kube-system.svc,IP:$NODE_IP"
+  sign kube-router "/CN=system:kube-router" "extendedKeyUsage=clientAuth"
+  kubeconfig metrics-server
+  kubeconfig kube-router
+  addon_resources
+  # Only the real node has a kubelet to scrape; its serving certificate is
+  # checked against the cluster CA.
+  alive metrics-server || start metrics-server "$metrics_server" \
+    --kubeconfig "$NODE_DIR/metrics-server.kubeconfig" \
+    --authentication-kubeconfig "$NODE_DIR/metrics-server.kubeconfig" \
+    --authorization-kubeconfig "$NODE_DIR/metrics-server.kubeconfig" \
+    --bind-address "$NODE_IP" --secure-port "$METRICS_SERVER_PORT" \
+    --tls-cert-file "$NODE_DIR/pki/metrics-server-serving.crt" \
+    --tls-private-key-file "$NODE_DIR/pki/metrics-server-serving.key" \
+    --kubelet-client-certificate "$NODE_DIR/pki/metrics-server.crt" \
+    --kubelet-client-key "$NODE_DIR/pki/metrics-server.key" \
+    --kubelet-certificate-authority "$PKI/ca.crt" \
+    --kubelet-preferred-address-types InternalIP \
+    --node-selector "$NODE_LABEL=true" --metric-resolution 15s
+  # Network policies only: kube-proxy does Services, the CNI bridge the routing.
+  # No health or metrics listener (they would bind every address of this host).
+  alive kube-router || start kube-router "$kube_router" \
+    --run-firewall=true --run-router=false --run-service-proxy=false \
+    --kubeconfig "$NODE_DIR/kube-router.kubeconfig" --hostname-override "$NODE_NAME" \
+    --service-cluster-ip-range "$REAL_NODE_SERVICE_CIDR" --enable-ipv6=false \
+    --health-port 0 --metrics-port 0
+  wait_for kube-router 60 iptables -n -L KUBE-ROUTER-FORWARD
+  # The first CPU rate needs two scrapes.
+  wait_for "metrics.k8s.io (metrics-server)" 120 metrics_served
+  log "metrics-server serves metrics.k8s.io; kube-router enforces NetworkPolicies"
+}
+
+addons_alive() { alive metrics-server && alive kube-router; }
+
+# Their API objects and processes. The APIService goes first: registered without
+# metrics-server, it stalls every namespace deletion (discovery of metrics.k8s.io
+# fails). Before remove_chains (kube-router's are KUBE-* chains), so nothing adds
+# them back; then remove_ipsets.
+addons_down() {
+  if [[ -x "$REAL_NODE_BIN_DIR/kubectl" ]] && kubectl_ get --raw /readyz >/dev/null 2>&1; then
+    kubectl_ delete apiservice v1beta1.metrics.k8s.io --ignore-not-found >/dev/null
+    kubectl_ delete --namespace kube-system service,endpointslice metrics-server --ignore-not-found >/dev/null
+  fi
+  stop kube-router
+  stop metrics-server
+}
+
+# kube-router's ipsets, once no rule uses them.
+remove_ipsets() {
+  local set
+  command -v ipset >/dev/null || return 0
+  for set in $(ipset list -n 2>/dev/null | grep -E '^(inet6:)?KUBE-(SRC|DST)-'); do
+    ipset destroy "$set" 2>/dev/null || true
+  done
 }
 
 # Every pod's containers and sandboxes, through the CRI path the kubelet uses
@@ -459,18 +657,19 @@ unmount_under() {
   done
 }
 
-# The KUBE-* chains (kube-proxy, kubelet) and CNI-* chains (firewall, portmap) of
-# every table, and the rules in other chains that jump to them.
+# remove_chains PREFIXES: the chains named PREFIX-* (an ERE alternation) of every
+# table, and the rules in other chains that jump to them. Ours: KUBE-* (kube-proxy,
+# kubelet, kube-router) and CNI-* (firewall, portmap).
 remove_chains() {
-  local family table chains
+  local prefixes="$1" family table chains
   for family in iptables ip6tables; do
     command -v "$family-save" >/dev/null || continue
     for table in filter nat mangle raw; do
-      chains="$("$family-save" -t "$table" 2>/dev/null | sed -n 's/^:\(\(KUBE\|CNI\)-[^ ]*\) .*/\1/p')"
+      chains="$("$family-save" -t "$table" 2>/dev/null | sed -nE "s/^:(($prefixes)-[^ ]*) .*/\1/p")"
       [[ -n "$chains" ]] || continue
       {
         echo "*$table"
-        "$family-save" -t "$table" | sed -nE '/^-A (KUBE|CNI)-/d; /^-A .* -j (KUBE|CNI)-/s/^-A /-D /p'
+        "$family-save" -t "$table" | sed -nE "/^-A ($prefixes)-/d; /^-A .* -j ($prefixes)-/s/^-A /-D /p"
         sed 's/^/-F /' <<<"$chains"
         sed 's/^/-X /' <<<"$chains"
         echo COMMIT
@@ -484,6 +683,7 @@ down() {
   if [[ -f "$OWNER_FILE" && "$(cat "$OWNER_FILE")" != "$REAL_NODE_CLUSTER_DIR" ]]; then
     die "the real node on this host belongs to $(cat "$OWNER_FILE"), not to this cluster"
   fi
+  addons_down
   stop coredns
   stop kube-proxy
   stop kubelet
@@ -495,7 +695,8 @@ down() {
   unmount_under "$NODE_DIR"
   ip link del "$BRIDGE" 2>/dev/null || true
   ip link del "$NODE_LINK" 2>/dev/null || true  # its peer and routes go with it
-  remove_chains
+  remove_chains 'KUBE|CNI'
+  remove_ipsets
   [[ -f "$RUN_DIR/sysctls" ]] && sysctl -q -p "$RUN_DIR/sysctls" >/dev/null
   rm -rf --one-file-system "$NODE_DIR" "$RUN_DIR"
   rm -f /var/lib/cni/results/counter-template-*
@@ -509,22 +710,36 @@ down() {
 }
 
 case "${1:-}" in
-  # The slow build alone (CoreDNS), so kube-cluster.sh build can do it ahead of up.
+  # The slow builds alone (CoreDNS, metrics-server, kube-router), so kube-cluster.sh build can do them ahead of up.
   build)
     [[ -n "${REAL_NODE_CACHE_DIR:-}" ]] || die "REAL_NODE_CACHE_DIR is not set (run me through scripts/kube-cluster.sh build)"
     coredns_binary >/dev/null
+    metrics_server_binary >/dev/null
+    kube_router_binary >/dev/null
     ;;
   up) up ;;
   down) down ;;
+  # The add-ons alone, on a running node (up and down do them too).
+  addons-up)
+    need_env
+    addons_up
+    ;;
+  addons-down)
+    need_env
+    addons_down
+    remove_chains 'KUBE-ROUTER|KUBE-POD-FW|KUBE-NWPLCY'
+    remove_ipsets
+    ;;
   status)
     need_env
     alive containerd && alive kubelet && alive kube-proxy && alive coredns && node_ready \
       || die "the real node is not up (scripts/kube-cluster.sh node-up)"
+    addons_alive || die "metrics-server or kube-router is not running (scripts/kube-cluster.sh node-addons-up)"
     echo "$NODE_NAME"
     ;;
   import)
     # docker save IMAGE... | real-node.sh import: images for the pods on this node.
     ctr_ images import - >/dev/null
     ;;
-  *) die "usage: real-node.sh build | up | down | status | import" ;;
+  *) die "usage: real-node.sh build | up | down | status | import | addons-up | addons-down" ;;
 esac

@@ -368,6 +368,21 @@ def test_template_helper_explains_min_above_max(baked, helm):
     )
 
 
+def test_grace_period_must_outlast_the_prestop_sleep_and_gunicorns_drain(baked, helm):
+    """SIGKILL comes terminationGracePeriodSeconds after the stop: a shorter one cuts requests off."""
+    chart = chart_dir(baked("defaults"))
+    too_short = ["--set", "terminationGracePeriodSeconds=25", "--set", "preStopSleepSeconds=10"]
+    result = run([helm, "template", "rel", chart, *too_short], check=False)
+    assert result.returncode != 0
+    assert (
+        "terminationGracePeriodSeconds=25 is not allowed: must exceed preStopSleepSeconds"
+        " + gunicorn.gracefulTimeout = 30" in result.stderr
+    ), result.stderr
+    deployment = next(doc for doc in render(helm, chart) if doc["kind"] == "Deployment")
+    app = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert app["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+
+
 def test_schema_has_only_local_refs():
     schema_path = next(
         (TEMPLATE_DIR / "{{cookiecutter.project_slug}}" / "charts").glob("*/values.schema.json")

@@ -99,29 +99,45 @@ class RealNode:
             timeout=300,
         )
 
-    def deploy(self, project: Path, namespace: str, tmp_path: Path, password: str) -> None:
-        """The project's documented sequence: build, load, secret, deploy."""
+    def deploy(
+        self,
+        project: Path,
+        namespace: str,
+        tmp_path: Path,
+        password: str,
+        values: dict[str, Any] | None = None,
+    ) -> None:
+        """The project's documented sequence: build, load, secret, deploy.
+
+        ``values``: more chart values (top-level keys replace on_real_node's).
+        """
         image = f"{IMAGE_REPOSITORY}:{IMAGE_TAG}"
         make(project, "build", f"IMAGE={image}", f"PYTHON_IMAGE={self.python_image}", timeout=900)
         self.import_images(image, self.redis_image, self.exporter_image)
         env_file = tmp_path / "real-node.env"
         env_file.write_text(f"REDIS_PASSWORD={password}\n")
-        values = tmp_path / "real-node-values.yaml"
-        values.write_text(yaml.safe_dump(on_real_node(self.redis_image, self.exporter_image)))
+        values_file = tmp_path / "real-node-values.yaml"
+        values_file.write_text(
+            yaml.safe_dump({**on_real_node(self.redis_image, self.exporter_image), **(values or {})})
+        )
         kubectl = f"KUBECTL={self.cluster.bin_dir / 'kubectl'}"
         make(
             project, "secret", f"NAMESPACE={namespace}", kubectl, f"ENV_FILE={env_file}", env=self.cluster.env
         )
+        self.make_deploy(project, namespace, values_file, IMAGE_TAG)
+
+    def make_deploy(self, project: Path, namespace: str, values_file: Path, tag: str) -> None:
+        """`make deploy` (helm upgrade --install --atomic --wait) of image tag ``tag``."""
         make(
             project,
             "deploy",
             f"NAMESPACE={namespace}",
-            kubectl,
+            f"KUBECTL={self.cluster.bin_dir / 'kubectl'}",
             f"HELM={self.cluster.helm_binary}",
             f"REGISTRY_IMAGE={IMAGE_REPOSITORY}",
-            f"TAG={IMAGE_TAG}",
+            f"TAG={tag}",
             "HELM_TIMEOUT=3m",
-            f"ARGS=--values {values}",
+            f"ARGS=--values {values_file}",
             env=self.cluster.env,
             timeout=300,
         )

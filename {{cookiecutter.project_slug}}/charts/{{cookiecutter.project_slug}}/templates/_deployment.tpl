@@ -130,6 +130,16 @@ spec:
               path: /health/ready
               port: http
             {{- toYaml $values.probes.readiness | nindent 12 }}
+          {{- if $values.preStopSleepSeconds }}
+          # A deleted pod leaves the Service's endpoints while it is told to stop; the
+          # kube-proxies and ingress controllers learn it a moment later and keep sending
+          # it new connections until then. Serving on for these seconds before gunicorn's
+          # SIGTERM (which closes its listeners) makes rollouts drop no request.
+          lifecycle:
+            preStop:
+              exec:
+                command: ["sleep", {{ $values.preStopSleepSeconds | quote }}]
+          {{- end }}
           resources:
             {{- toYaml $values.resources | nindent 12 }}
           securityContext:

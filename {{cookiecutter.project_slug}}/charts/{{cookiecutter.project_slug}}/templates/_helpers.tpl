@@ -125,6 +125,10 @@ minReplicas <= maxReplicas as well.
 {{- if and (not .Values.redis.enabled) $auth.enabled (not $auth.existingSecret) (not $auth.password) }}
 {{- fail "externalRedis.auth.password=\"\" is not allowed with externalRedis.auth.enabled=true: set externalRedis.auth.existingSecret (recommended) or externalRedis.auth.password" }}
 {{- end }}
+{{- $drain := add .Values.preStopSleepSeconds .Values.gunicorn.gracefulTimeout }}
+{{- if le (int .Values.terminationGracePeriodSeconds) (int $drain) }}
+{{- fail (printf "terminationGracePeriodSeconds=%v is not allowed: must exceed preStopSleepSeconds + gunicorn.gracefulTimeout = %v, or the kubelet kills requests gunicorn is still finishing" .Values.terminationGracePeriodSeconds $drain) }}
+{{- end }}
 {{- if and .Values.istio.enabled (not .Values.istio.canary.image.tag) }}
 {{- fail "istio.canary.image.tag=\"\" is not allowed when istio.enabled=true: set the image tag of the canary (v2)" }}
 {{- end }}
