@@ -51,6 +51,9 @@ NODE_LABEL=counter-template.local/real-node
 RUN_DIR=/run/counter-template-node  # containerd state, sockets, netns, pid files
 SOCKET="$RUN_DIR/containerd.sock"
 OWNER_FILE="$RUN_DIR/cluster"
+# The kubelet's root dir holds unix sockets (pod-resources, plugins), whose paths must stay
+# under 108 bytes: a fixed short path, not under the cluster's directory (one node per host).
+KUBELET_DIR=/var/lib/counter-template-node/kubelet
 # Host settings the kubelet changes at start (protectKernelDefaults: false);
 # up records them, down puts them back.
 KUBELET_SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
@@ -427,7 +430,7 @@ up() {
   wait_for containerd 30 ctr_ version
   docker save "$pause" | ctr_ images import - >/dev/null
   alive kubelet || start kubelet "$REAL_NODE_BIN_DIR/kubelet" --config "$NODE_DIR/kubelet.yaml" \
-    --kubeconfig "$NODE_DIR/kubelet.kubeconfig" --root-dir "$NODE_DIR/kubelet" \
+    --kubeconfig "$NODE_DIR/kubelet.kubeconfig" --root-dir "$KUBELET_DIR" \
     --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --node-labels "$NODE_LABEL=true"
   alive kube-proxy || start kube-proxy "$REAL_NODE_BIN_DIR/kube-proxy" --config "$NODE_DIR/kube-proxy.yaml"
   alive coredns || start coredns "$coredns" -conf "$NODE_DIR/Corefile"
@@ -692,13 +695,14 @@ down() {
   stop_shims
   remove_cgroups
   unmount_under "$RUN_DIR"
+  unmount_under "$KUBELET_DIR"
   unmount_under "$NODE_DIR"
   ip link del "$BRIDGE" 2>/dev/null || true
   ip link del "$NODE_LINK" 2>/dev/null || true  # its peer and routes go with it
   remove_chains 'KUBE|CNI'
   remove_ipsets
   [[ -f "$RUN_DIR/sysctls" ]] && sysctl -q -p "$RUN_DIR/sysctls" >/dev/null
-  rm -rf --one-file-system "$NODE_DIR" "$RUN_DIR"
+  rm -rf --one-file-system "$NODE_DIR" "$RUN_DIR" "$(dirname "$KUBELET_DIR")"
   rm -f /var/lib/cni/results/counter-template-*
   # The kubelet links every container's log here (a fixed path): remove ours.
   find /var/log/containers -maxdepth 1 -type l -lname "$NODE_DIR/*" -delete 2>/dev/null || true
