@@ -28,14 +28,13 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR.parent / "tests"))
 
-from helpers import find_tool, free_port  # noqa: E402
+from helpers import SEEN_COUNT, find_tool, free_port  # noqa: E402
 
 INSTALL_HINT = "scripts/install-system-packages.sh installs it (Debian/Ubuntu)"
 # What the bench venv adds to the generated project's own dependencies: the other
-# servers, and py-spy for bench/profile.py.
+# servers, and py-spy for bench/cpu_profile.py.
 BENCH_REQUIREMENTS = ("fastapi>=0.110,<1", "uvicorn[standard]>=0.30,<1", "granian>=2.5,<3", "py-spy>=0.4,<1")
 WORKERS = 2  # every server under comparison, unless a sweep says otherwise
-COUNT = re.compile(rb"seen (\d+) times")
 
 
 class BenchError(RuntimeError):
@@ -382,7 +381,7 @@ def exactness(
             for _ in range(share):
                 connection.request("GET", "/")
                 reply = connection.getresponse()
-                found = COUNT.search(reply.read())
+                found = SEEN_COUNT.search(reply.read().decode())
                 counts.append(int(found.group(1)) if reply.status == 200 and found else None)
         finally:
             connection.close()

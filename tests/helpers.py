@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -24,6 +25,10 @@ VENV_BIN = Path(sys.executable).parent
 # CI sets this: a test that would skip for a missing tool fails instead, so a
 # green CI run really exercised docker, helm, kubeconform, redis-server, ...
 STRICT = os.environ.get("COUNTER_TEMPLATE_STRICT", "") not in ("", "0", "false")
+
+# The count in the page GET / serves (the generated app's and the benchmark peers'):
+# "I have been seen 1 time.", "I have been seen 2 times."
+SEEN_COUNT = re.compile(r"I have been seen (\d+) times?\.")
 
 
 def find_tool(name: str) -> str | None:

@@ -80,7 +80,8 @@ class Counting(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         for _ in range(self.increments):
             count = measure.redis_cli(self.redis_port, "INCR", "hits")
-        body = f"I have been seen {count} times.\n".encode()
+        # The generated app's wording: the first reply says "1 time."
+        body = f"I have been seen {count} time{'' if count == '1' else 's'}.\n".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import TEMPLATE_DIR, free_port, missing, require_tool, run, wait_until
+from helpers import SEEN_COUNT, TEMPLATE_DIR, free_port, missing, require_tool, run, wait_until
 from hooks.dotenv import SECRET_VARIABLES, write_dotenv
 from variants import DEFAULTS, VARIANTS
 
@@ -71,7 +71,7 @@ def http_get(url: str, timeout: float = 5) -> Response:
 
 def hit_count(response: Response) -> int:
     assert response.status == 200, f"GET / answered {response.status}: {response.body[:300]}"
-    match = re.search(r"seen (\d+) times?", response.body)
+    match = SEEN_COUNT.search(response.body)
     assert match, f"no hit count in: {response.body[:300]}"
     return int(match.group(1))
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -38,7 +37,7 @@ import pytest
 import yaml
 from test_containers import STANDIN_PYTHON_IMAGE, STANDIN_REDIS_EXPORTER_IMAGE, STANDIN_REDIS_IMAGE
 
-from helpers import free_port, make, missing, require_tool, run, wait_until
+from helpers import SEEN_COUNT, free_port, make, missing, require_tool, run, wait_until
 from kube_cluster import CLUSTER_SCRIPT, RELEASE, Cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cluster")]
@@ -47,7 +46,6 @@ NODE = "real-node"
 NODE_LABEL = "counter-template.local/real-node"
 SECRET = f"{RELEASE}-redis"  # make secret's SECRET_NAME
 IMAGE_REPOSITORY, IMAGE_TAG = RELEASE, "real-node"
-SEEN = re.compile(r"I have been seen (\d+) times?\.")  # "1 time.", "2 times."
 
 
 def image_variable(variable: str, standin: str) -> str:
@@ -204,7 +202,7 @@ def count(url: str) -> int:
     """GET / once: the count the page shows."""
     status, body = get(f"{url}/")
     assert status == 200, (status, body)
-    seen = SEEN.search(body)
+    seen = SEEN_COUNT.search(body)
     assert seen, f"no count in the page: {body!r}"
     return int(seen.group(1))
 
