@@ -546,7 +546,7 @@ metrics_served() {
 # to a node started without them. Idempotent.
 addons_up() {
   node_ready || die "the real node is not up (scripts/kube-cluster.sh node-up)"
-  command -v ipset >/dev/null || die "missing ipset (Debian: ipset; scripts/install-system-packages.sh)"
+  preflight  # root, and ipset among the commands (alone, addons-up runs without up)
   local metrics_server kube_router
   metrics_server="$(metrics_server_binary)"
   kube_router="$(kube_router_binary)"
