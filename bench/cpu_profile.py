@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -84,7 +85,7 @@ def profile(apps: Apps, server: str, connections: int, seconds: float) -> tuple[
             target=lambda: result.update(measure.run_wrk(target.url, connections, seconds + 4))
         )
         loader.start()
-        threading.Event().wait(2)
+        time.sleep(2)
         recorded = subprocess.run(
             [py_spy, "record", "--pid", str(target.master()), "--subprocesses", "--gil",
              "--nonblocking", "--rate", "200", "--duration", str(int(seconds)),
