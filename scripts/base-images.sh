@@ -11,6 +11,8 @@
 #       with the official image, and redis-cli is there for healthchecks.
 #   counter-template-standin/prometheus:2.42-bookworm  for prom/prometheus
 #   counter-template-standin/redis-exporter:1.45-bookworm  for oliver006/redis_exporter
+#   counter-template-standin/busybox:1.35-bookworm   for busybox (the chart's `helm test`
+#       pod: Debian's busybox, with wget on PATH)
 #   (Debian has no Grafana: the compose grafana service needs the real image.)
 #
 # Every image carries the hash of its recipe as a label and is rebuilt only
@@ -21,12 +23,13 @@
 #
 # Usage: scripts/base-images.sh            (progress on stderr)
 #        eval "$(scripts/base-images.sh)"  (stdout: PYTHON_IMAGE, REDIS_IMAGE,
-#                                           PROMETHEUS_IMAGE, REDIS_EXPORTER_IMAGE exports)
+#                                           PROMETHEUS_IMAGE, REDIS_EXPORTER_IMAGE,
+#                                           BUSYBOX_IMAGE exports)
 # Env:   COUNTER_TEMPLATE_CACHE  machine-level cache dir
 #        DEBIAN_MIRROR           debootstrap/apt mirror (http://deb.debian.org/debian)
 #        STANDIN_CA_BUNDLE       CA bundle baked into the images (/etc/ssl/certs/ca-certificates.crt)
 #        STANDIN_PYTHON_IMAGE, STANDIN_REDIS_IMAGE, STANDIN_PROMETHEUS_IMAGE,
-#        STANDIN_REDIS_EXPORTER_IMAGE   tags to build (defaults above)
+#        STANDIN_REDIS_EXPORTER_IMAGE, STANDIN_BUSYBOX_IMAGE   tags to build (defaults above)
 set -euo pipefail
 
 cache_dir=${COUNTER_TEMPLATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/counter-template}
@@ -36,6 +39,7 @@ python_image=${STANDIN_PYTHON_IMAGE:-counter-template-standin/python:3.11-bookwo
 redis_image=${STANDIN_REDIS_IMAGE:-counter-template-standin/redis:7.0-bookworm}
 prometheus_image=${STANDIN_PROMETHEUS_IMAGE:-counter-template-standin/prometheus:2.42-bookworm}
 redis_exporter_image=${STANDIN_REDIS_EXPORTER_IMAGE:-counter-template-standin/redis-exporter:1.45-bookworm}
+busybox_image=${STANDIN_BUSYBOX_IMAGE:-counter-template-standin/busybox:1.35-bookworm}
 suite=bookworm
 rootfs_packages=python3,python3-venv,python-is-python3,ca-certificates
 recipe_label=org.counter-template.recipe
@@ -210,6 +214,19 @@ ENTRYPOINT ["/usr/bin/prometheus-redis-exporter"]
 DOCKERFILE
 build_derived "$redis_exporter_image" oliver006/redis_exporter
 
+# The official busybox image has its applets on PATH; Debian's package leaves
+# them to `busybox <applet>`, so link the one the chart's test pod runs.
+cat >"$build_dir/Dockerfile" <<DOCKERFILE
+FROM $python_image
+RUN apt-get update \\
+ && apt-get install -y --no-install-recommends busybox \\
+ && apt-get clean \\
+ && rm -rf /var/lib/apt/lists/* \\
+ && ln -s /bin/busybox /usr/local/bin/wget
+CMD ["sh"]
+DOCKERFILE
+build_derived "$busybox_image" busybox
+
 # Images of earlier recipes lost their tags above; drop them.
 docker image prune --force --filter "label=$recipe_label" >/dev/null
 
@@ -217,3 +234,4 @@ echo "export PYTHON_IMAGE=$python_image"
 echo "export REDIS_IMAGE=$redis_image"
 echo "export PROMETHEUS_IMAGE=$prometheus_image"
 echo "export REDIS_EXPORTER_IMAGE=$redis_exporter_image"
+echo "export BUSYBOX_IMAGE=$busybox_image"

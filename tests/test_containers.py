@@ -38,6 +38,7 @@ STANDIN_PYTHON_IMAGE = "counter-template-standin/python:3.11-bookworm"
 STANDIN_REDIS_IMAGE = "counter-template-standin/redis:7.0-bookworm"
 STANDIN_PROMETHEUS_IMAGE = "counter-template-standin/prometheus:2.42-bookworm"
 STANDIN_REDIS_EXPORTER_IMAGE = "counter-template-standin/redis-exporter:1.45-bookworm"
+STANDIN_BUSYBOX_IMAGE = "counter-template-standin/busybox:1.35-bookworm"
 MONITORING_IMAGES = ("PROMETHEUS_IMAGE", "REDIS_EXPORTER_IMAGE", "GRAFANA_IMAGE")
 SIZE_BUDGET_MB = 40
 # Legacy builder: Debian's engine has no buildx; the Dockerfile must not need BuildKit.

@@ -35,7 +35,12 @@ from typing import Any
 
 import pytest
 import yaml
-from test_containers import STANDIN_PYTHON_IMAGE, STANDIN_REDIS_EXPORTER_IMAGE, STANDIN_REDIS_IMAGE
+from test_containers import (
+    STANDIN_BUSYBOX_IMAGE,
+    STANDIN_PYTHON_IMAGE,
+    STANDIN_REDIS_EXPORTER_IMAGE,
+    STANDIN_REDIS_IMAGE,
+)
 
 from helpers import SEEN_COUNT, free_port, make, missing, require_tool, run, wait_until
 from kube_cluster import CLUSTER_SCRIPT, RELEASE, Cluster
@@ -52,20 +57,27 @@ def image_variable(variable: str, standin: str) -> str:
     return os.environ.get(variable) or standin
 
 
-def on_real_node(redis_image: str, exporter_image: str) -> dict[str, Any]:
+# What puts a pod on the real node: its label, and the toleration of its taint.
+PLACEMENT = {
+    "nodeSelector": {NODE_LABEL: "true"},
+    "tolerations": [{"key": NODE_LABEL, "operator": "Equal", "value": "true", "effect": "NoSchedule"}],
+}
+
+
+def image_values(image: str) -> dict[str, str]:
+    repository, tag = image.rsplit(":", 1)
+    return {"repository": repository, "tag": tag}
+
+
+def on_real_node(redis_image: str, exporter_image: str, test_image: str) -> dict[str, Any]:
     """Chart values that place every pod on the real node, with the images imported there."""
-    placement = {
-        "nodeSelector": {NODE_LABEL: "true"},
-        "tolerations": [{"key": NODE_LABEL, "operator": "Equal", "value": "true", "effect": "NoSchedule"}],
-    }
-    redis_repository, redis_tag = redis_image.rsplit(":", 1)
-    exporter_repository, exporter_tag = exporter_image.rsplit(":", 1)
     return {
-        **placement,
+        **PLACEMENT,
+        "tests": {"image": image_values(test_image)},
         "redis": {
-            **placement,
-            "image": {"repository": redis_repository, "tag": redis_tag},
-            "metrics": {"image": {"repository": exporter_repository, "tag": exporter_tag}},
+            **PLACEMENT,
+            "image": image_values(redis_image),
+            "metrics": {"image": image_values(exporter_image)},
             "persistence": {"storageClass": NODE},  # local volumes on the node (scripts/real-node.sh)
             "auth": {"existingSecret": SECRET},  # the password `make secret` wrote
         },
@@ -79,6 +91,7 @@ class RealNode:
     python_image: str
     redis_image: str
     exporter_image: str
+    test_image: str  # the chart's `helm test` pod (busybox)
 
     def import_images(self, *images: str) -> None:
         """docker save | the node's containerd (kube-cluster.sh node-import): no registry involved."""
@@ -111,12 +124,14 @@ class RealNode:
         """
         image = f"{IMAGE_REPOSITORY}:{IMAGE_TAG}"
         make(project, "build", f"IMAGE={image}", f"PYTHON_IMAGE={self.python_image}", timeout=900)
-        self.import_images(image, self.redis_image, self.exporter_image)
+        self.import_images(image, self.redis_image, self.exporter_image, self.test_image)
         env_file = tmp_path / "real-node.env"
         env_file.write_text(f"REDIS_PASSWORD={password}\n")
         values_file = tmp_path / "real-node-values.yaml"
         values_file.write_text(
-            yaml.safe_dump({**on_real_node(self.redis_image, self.exporter_image), **(values or {})})
+            yaml.safe_dump(
+                {**on_real_node(self.redis_image, self.exporter_image, self.test_image), **(values or {})}
+            )
         )
         kubectl = f"KUBECTL={self.cluster.bin_dir / 'kubectl'}"
         make(
@@ -168,8 +183,9 @@ def real_node(cluster: Cluster) -> RealNode:
         image_variable("PYTHON_IMAGE", STANDIN_PYTHON_IMAGE),
         image_variable("REDIS_IMAGE", STANDIN_REDIS_IMAGE),
         image_variable("REDIS_EXPORTER_IMAGE", STANDIN_REDIS_EXPORTER_IMAGE),
+        image_variable("BUSYBOX_IMAGE", STANDIN_BUSYBOX_IMAGE),
     )
-    for image in (real.python_image, real.redis_image, real.exporter_image):
+    for image in (real.python_image, real.redis_image, real.exporter_image, real.test_image):
         if run([docker, "image", "inspect", image], check=False).returncode != 0:
             missing(f'no local image {image}; `eval "$(scripts/base-images.sh)"` builds the stand-ins')
     recycle_volumes(cluster)
@@ -262,11 +278,78 @@ def test_default_project_runs_on_the_real_node(baked, cluster, real_node, namesp
     with port_forward(project, namespace, real_node.cluster) as local:
         assert count(local) == 4
 
+    # From a pod, by the Service's DNS name (CoreDNS, then kube-proxy on the node).
+    pages = client_pod(
+        real_node, namespace, f"http://{RELEASE}.{namespace}.svc.cluster.local/", "/", "/", "/metrics"
+    )
+    assert [int(SEEN_COUNT.search(page).group(1)) for page in pages[:2]] == [5, 6], pages[:2]
+    assert 'flask_http_request_total{method="GET",status="200"}' in pages[2], pages[2][:500]
+
     # kubectl logs goes through the API server to the kubelet; the app logs JSON lines.
     logs = cluster.kubectl("logs", "--namespace", namespace, f"deployment/{RELEASE}", "--container", "app")
     records = [json.loads(line) for line in logs.stdout.splitlines() if line.strip()]
     assert records, "no log lines"
     assert any("GET" in json.dumps(record) for record in records), records[-5:]
+
+    # The chart's own `helm test` pod (wget /health/ready by the Service's short name) succeeds.
+    assert_helm_test_passes(cluster, namespace)
+
+
+def assert_helm_test_passes(cluster: Cluster, namespace: str) -> None:
+    tested = cluster.helm("test", RELEASE, "--namespace", namespace, "--timeout", "2m", check=False)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "Phase: Succeeded" in " ".join(tested.stdout.split()), tested.stdout
+
+
+# One JSON string per line: each body, whole.
+CLIENT = """
+import json, sys, urllib.request
+base = sys.argv[1].rstrip("/")
+for path in sys.argv[2:]:
+    with urllib.request.urlopen(base + path, timeout=10) as response:
+        print(json.dumps(response.read().decode()))
+"""
+
+
+def client_pod(real_node: RealNode, namespace: str, base_url: str, *paths: str) -> list[str]:
+    """GET base_url + each path from a pod on the real node (the app's image has Python): the bodies.
+
+    The pod carries the labels of the chart's `helm test` pod, a client the chart lets in.
+    """
+    name = f"client-{secrets.token_hex(3)}"
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/instance": RELEASE, "app.kubernetes.io/component": "test"},
+        },
+        "spec": {
+            **PLACEMENT,
+            "restartPolicy": "Never",
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+            "containers": [
+                {
+                    "name": "client",
+                    "image": f"{IMAGE_REPOSITORY}:{IMAGE_TAG}",
+                    "imagePullPolicy": "Never",
+                    "command": ["python", "-c", CLIENT, base_url, *paths],
+                }
+            ],
+        },
+    }
+    cluster = real_node.cluster
+    cluster.kubectl("apply", "--filename", "-", input=json.dumps(pod))
+
+    def finished() -> str | None:
+        phase = cluster.get("pod", name, "--namespace", namespace)["status"].get("phase")
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    phase = wait_until("the client pod to finish", finished, timeout=90, interval=1)
+    output = cluster.kubectl("logs", "--namespace", namespace, name).stdout
+    assert phase == "Succeeded", output
+    return [json.loads(line) for line in output.splitlines()]
 
 
 def test_a_wrong_redis_password_makes_the_app_unready_not_crash(
@@ -334,3 +417,125 @@ def test_the_count_survives_the_redis_pod(baked, cluster, real_node, namespace, 
     # The app reconnects on its own (unready, out of the Service, until then).
     wait_until("the app to reach the new Redis", lambda: get(f"{url}/health/ready")[0] == 200, timeout=60)
     assert count(url) == 4
+
+
+def test_all_features_project_runs_and_passes_helm_test(baked, cluster, real_node, namespace, tmp_path):
+    """Every toggle on: HPA, PDB, affinity, metrics sidecar, ServiceMonitor, dashboards and the
+    Istio canary (a second Deployment; its VirtualService is stored, not acted on: no Istio here)."""
+    project = baked("all-on")
+    canary = {"istio": {"canary": {"image": {"tag": IMAGE_TAG}}}}
+    real_node.deploy(project, namespace, tmp_path, secrets.token_urlsafe(24), values=canary)
+
+    pods = cluster.get(
+        "pods", "--namespace", namespace, "--selector", f"app.kubernetes.io/instance={RELEASE}"
+    )
+    tracks = set()
+    for pod in pods["items"]:
+        name, labels = pod["metadata"]["name"], pod["metadata"]["labels"]
+        assert pod["spec"]["nodeName"] == NODE and pod["status"]["phase"] == "Running", name
+        assert all(c["ready"] for c in pod["status"]["containerStatuses"]), (name, pod["status"])
+        if labels["app.kubernetes.io/component"] == "app":
+            tracks.add(labels["version"])
+    assert tracks == {"v1", "v2"}, tracks
+    # Both tracks serve the one Service and count in the one Redis.
+    url = real_node.service_url(namespace)
+    assert [count(url) for _ in range(3)] == [1, 2, 3]
+    assert_helm_test_passes(cluster, namespace)
+
+
+def test_a_configmap_change_rolls_the_pods_to_the_new_greeting(
+    baked, cluster, real_node, namespace, tmp_path
+):
+    """The Deployment carries the ConfigMap's checksum: a new greeting is a rollout, then served."""
+    project = baked("defaults")
+    real_node.deploy(project, namespace, tmp_path, secrets.token_urlsafe(24))
+    url = real_node.service_url(namespace)
+    assert "Hello from Flask Counter!" in get(f"{url}/")[1]
+    before = {pod["metadata"]["name"] for pod in cluster.pods(namespace)}
+
+    values_file = tmp_path / "real-node-values.yaml"  # deploy's values, plus the new greeting
+    values = yaml.safe_load(values_file.read_text())
+    values_file.write_text(yaml.safe_dump({**values, "app": {"greeting": "Hej from the new ConfigMap"}}))
+    real_node.make_deploy(project, namespace, values_file, IMAGE_TAG)  # --wait: the rollout is done
+
+    after = {pod["metadata"]["name"] for pod in cluster.pods(namespace)}
+    assert not before & after, (before, after)
+    assert cluster.get("configmap", RELEASE, "--namespace", namespace)["data"]["GREETING"] == (
+        "Hej from the new ConfigMap"
+    )
+    status, page = get(f"{real_node.service_url(namespace)}/")
+    assert status == 200 and "Hej from the new ConfigMap" in page and "Hello from" not in page, page
+
+
+def test_the_plain_manifests_run_as_their_readme_says(baked, cluster, real_node, namespace, tmp_path):
+    """k8s/README.md's sequence: the Secret from the command line, `kubectl apply -k k8s/`,
+    rollout status. The one addition is a kustomize overlay that puts the pods on the real node
+    with the images imported there (no registry) and the node's local volumes."""
+    project = baked("defaults")
+    image = f"{IMAGE_REPOSITORY}:{IMAGE_TAG}"
+    make(project, "build", f"IMAGE={image}", f"PYTHON_IMAGE={real_node.python_image}", timeout=900)
+    real_node.import_images(image, real_node.redis_image)
+    kubectl = str(cluster.bin_dir / "kubectl")
+
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    manifests = yaml.safe_load((project / "k8s" / "kustomization.yaml").read_text())
+    app_image = next(entry["name"] for entry in manifests["images"])
+    redis = image_values(real_node.redis_image)
+
+    def placed(kind: str) -> str:  # a strategic-merge patch: PLACEMENT in the pod template
+        return yaml.safe_dump(
+            {
+                "apiVersion": "apps/v1",
+                "kind": kind,
+                "metadata": {"name": "any"},
+                "spec": {"template": {"spec": PLACEMENT}},
+            }
+        )
+
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(project / "k8s", overlay)],
+                "images": [
+                    {"name": app_image, "newName": IMAGE_REPOSITORY, "newTag": IMAGE_TAG},
+                    {"name": "redis", "newName": redis["repository"], "newTag": redis["tag"]},
+                ],
+                "patches": [
+                    {"target": {"kind": "Deployment"}, "patch": placed("Deployment")},
+                    {"target": {"kind": "StatefulSet"}, "patch": placed("StatefulSet")},
+                    {
+                        "target": {"kind": "StatefulSet"},
+                        "patch": json.dumps(
+                            [
+                                {
+                                    "op": "add",
+                                    "path": "/spec/volumeClaimTemplates/0/spec/storageClassName",
+                                    "value": NODE,
+                                }
+                            ]
+                        ),
+                    },
+                ],
+            }
+        )
+    )
+    slug = RELEASE
+    env = {**os.environ, **cluster.env}
+    commands = [
+        f"{kubectl} --namespace {namespace} create secret generic {slug}-redis"
+        f' --from-literal=redis-password="$(openssl rand -hex 24)"'
+        f" --dry-run=client -o yaml | {kubectl} apply -f -",
+        f"{kubectl} apply --namespace {namespace} -k {overlay}",
+        f"{kubectl} --namespace {namespace} rollout status deployment/{slug} --timeout=180s",
+        f"{kubectl} --namespace {namespace} rollout status statefulset/{slug}-redis --timeout=180s",
+    ]
+    for command in commands:
+        run(["bash", "-o", "pipefail", "-c", command], env=env, timeout=240)
+
+    service = cluster.get("service", slug, "--namespace", namespace)
+    url = f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
+    wait_until("the app Service to answer", lambda: get(f"{url}/health/ready")[0] == 200, timeout=60)
+    assert [count(url) for _ in range(3)] == [1, 2, 3]

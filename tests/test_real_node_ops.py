@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 import test_real_node
-from test_real_node import IMAGE_REPOSITORY, IMAGE_TAG, count, on_real_node
+from test_real_node import IMAGE_REPOSITORY, IMAGE_TAG, PLACEMENT, count
 
 from helpers import require_tool, run, wait_until
 from kube_cluster import RELEASE, Cluster
@@ -280,14 +280,12 @@ def test_only_pods_with_the_app_labels_reach_redis(baked, cluster, real_node, na
 
     # A pod without the app's labels, with redis-cli (the Redis image, imported by deploy). Its
     # readiness never passes, so with the app's labels it still joins no Service.
-    placement = on_real_node(real_node.redis_image, real_node.exporter_image)
     probe = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "redis-probe", "namespace": namespace},
         "spec": {
-            "nodeSelector": placement["nodeSelector"],
-            "tolerations": placement["tolerations"],
+            **PLACEMENT,
             "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
             "containers": [
                 {
