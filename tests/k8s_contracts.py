@@ -144,6 +144,10 @@ def check_hpa_and_pdb(objects: list[Obj]) -> list[str]:
         selector = label_selector(pdb["spec"]["selector"])
         if not any(matches(selector, pod_template_labels(d)) for d in of_kind(objects, "Deployment")):
             problems.append(f"{name_of(pdb)}: selector {selector} matches no Deployment's pods")
+        # With the default (IfHealthyBudget) a crash-looping pod counts against the budget and
+        # can never be evicted, so it blocks every drain of its node.
+        if pdb["spec"].get("unhealthyPodEvictionPolicy") != "AlwaysAllow":
+            problems.append(f"{name_of(pdb)}: unhealthyPodEvictionPolicy is not AlwaysAllow")
     return problems
 
 
