@@ -83,9 +83,15 @@ def check_workload_selectors(objects: list[Obj]) -> list[str]:
         if not matches(selector, pod_template_labels(workload)):
             problems.append(f"{name_of(workload)}: selector {selector} does not match its own pod template")
     for stateful in of_kind(objects, "StatefulSet"):
-        if find(objects, "Service", stateful["spec"]["serviceName"]) is None:
+        governing = find(objects, "Service", stateful["spec"]["serviceName"])
+        if governing is None:
             problems.append(
                 f"{name_of(stateful)}: serviceName {stateful['spec']['serviceName']!r} is no Service"
+            )
+        # The governing Service gives each pod its DNS name: only a headless one does.
+        elif governing["spec"].get("clusterIP") != "None":
+            problems.append(
+                f"{name_of(stateful)}: serviceName names {name_of(governing)}, which is not headless"
             )
     return problems
 
