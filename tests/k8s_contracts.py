@@ -227,6 +227,30 @@ def check_probes(objects: list[Obj]) -> list[str]:
     return problems
 
 
+def check_redis_probes(objects: list[Obj]) -> list[str]:
+    """Redis has a startup probe, and liveness and readiness ask different questions.
+
+    One `redis-cli ping` for both restarts Redis while it loads its append-only file (every
+    command answers LOADING until then): liveness must accept that, readiness must not.
+    """
+    problems = []
+    for workload in component_pods(objects, "redis"):
+        for container in workload["spec"]["template"]["spec"]["containers"]:
+            if container["name"] != "redis":
+                continue
+            where = f"{name_of(workload)} container redis"
+            probes = {
+                name: container.get(name) for name in ("startupProbe", "livenessProbe", "readinessProbe")
+            }
+            problems += [f"{where}: no {name}" for name, probe in probes.items() if not probe]
+            liveness, readiness = probes["livenessProbe"], probes["readinessProbe"]
+            if liveness and readiness and liveness.get("exec") == readiness.get("exec"):
+                problems.append(f"{where}: livenessProbe and readinessProbe run the same command")
+            if liveness and "LOADING" not in " ".join((liveness.get("exec") or {}).get("command", [])):
+                problems.append(f"{where}: livenessProbe fails while Redis loads its data (LOADING)")
+    return problems
+
+
 def check_service_monitors(objects: list[Obj]) -> list[str]:
     problems = []
     for monitor in of_kind(objects, "ServiceMonitor"):
@@ -402,6 +426,7 @@ CHECKS: list[Callable[[list[Obj]], list[str]]] = [
     check_ingress_backends,
     check_hpa_and_pdb,
     check_probes,
+    check_redis_probes,
     check_service_monitors,
     check_prometheus_rules,
     check_istio,
