@@ -211,6 +211,10 @@ def check_probes(objects: list[Obj]) -> list[str]:
                     problems.append(
                         f"{owner}: {probe_name} port {probe['httpGet']['port']!r} is not a container port"
                     )
+            # A container that can die can also be not ready yet: without a readiness probe it
+            # counts as Ready (and its ports as endpoints) from its first second.
+            if container.get("livenessProbe") and not container.get("readinessProbe"):
+                problems.append(f"{owner} container {container['name']}: livenessProbe but no readinessProbe")
     for workload in component_pods(objects, "app"):
         container = workload["spec"]["template"]["spec"]["containers"][0]
         paths = {
