@@ -190,6 +190,21 @@ def check_config_references(objects: list[Obj], external_secrets: Mapping[str, I
                             f"{owner}: env {variable['name']}: {kind} {ref['name']!r} "
                             f"has no key {ref['key']!r}"
                         )
+        for volume in spec.get("volumes", []):
+            secret = volume.get("secret")
+            if not secret:
+                continue
+            available = keys("Secret", secret["secretName"])
+            if available is None:
+                problems.append(
+                    f"{owner}: volume {volume['name']}: Secret {secret['secretName']!r} does not exist"
+                )
+            for item in secret.get("items", []):
+                if available is not None and item["key"] not in available:
+                    problems.append(
+                        f"{owner}: volume {volume['name']}: Secret {secret['secretName']!r} "
+                        f"has no key {item['key']!r}"
+                    )
         account = spec.get("serviceAccountName")
         if account and account != "default" and find(objects, "ServiceAccount", account) is None:
             problems.append(f"{owner}: ServiceAccount {account!r} does not exist")
@@ -252,6 +267,44 @@ def check_redis_probes(objects: list[Obj]) -> list[str]:
                 problems.append(f"{where}: livenessProbe and readinessProbe run the same command")
             if liveness and "LOADING" not in " ".join((liveness.get("exec") or {}).get("command", [])):
                 problems.append(f"{where}: livenessProbe fails while Redis loads its data (LOADING)")
+    return problems
+
+
+def check_secrets_off_command_lines(objects: list[Obj]) -> list[str]:
+    """No Secret reaches a command line, and Redis' containers read the password from a file.
+
+    A command line is world-readable (ps, /proc/<pid>/cmdline): `--requirepass $(VAR)` with VAR
+    from a Secret shows the password to every process on the node. Redis and its exporter get
+    the Secret mounted instead; REDISCLI_AUTH stays in the env for the probes' redis-cli
+    (an environment is readable by the same user and root only).
+    """
+    problems = []
+    for owner, spec in pod_specs(objects):
+        for container in spec.get("containers", []) + spec.get("initContainers", []):
+            where = f"{owner} container {container['name']}"
+            secret_env = {
+                variable["name"]
+                for variable in container.get("env", [])
+                if "secretKeyRef" in (variable.get("valueFrom") or {})
+            }
+            argv = " ".join(map(str, container.get("command", []) + container.get("args", [])))
+            problems += [
+                f"{where}: Secret env {name} is on the command line"
+                for name in sorted(secret_env)
+                if f"$({name})" in argv
+            ]
+    for workload in component_pods(objects, "redis"):
+        spec = workload["spec"]["template"]["spec"]
+        for container in spec.get("containers", []) + spec.get("initContainers", []):
+            for variable in container.get("env", []):
+                if (
+                    "secretKeyRef" in (variable.get("valueFrom") or {})
+                    and variable["name"] != "REDISCLI_AUTH"
+                ):
+                    problems.append(
+                        f"{name_of(workload)} container {container['name']}: password in env "
+                        f"{variable['name']}, not read from the mounted Secret"
+                    )
     return problems
 
 
@@ -431,6 +484,7 @@ CHECKS: list[Callable[[list[Obj]], list[str]]] = [
     check_hpa_and_pdb,
     check_probes,
     check_redis_probes,
+    check_secrets_off_command_lines,
     check_service_monitors,
     check_prometheus_rules,
     check_istio,
