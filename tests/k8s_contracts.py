@@ -417,6 +417,81 @@ def check_network_policies(objects: list[Obj]) -> list[str]:
     return problems
 
 
+def selecting_policies(objects: list[Obj], labels: Mapping[str, str]) -> list[Obj]:
+    return [
+        policy
+        for policy in of_kind(objects, "NetworkPolicy")
+        if matches(label_selector(policy["spec"]["podSelector"]), labels)
+    ]
+
+
+def rule_ports(rule: Mapping[str, Any]) -> list[tuple[Any, str]]:
+    return [(p.get("port"), p.get("protocol", "TCP")) for p in rule.get("ports") or []]
+
+
+def check_app_network_policies(objects: list[Obj]) -> list[str]:
+    """Once the chart isolates Redis, the app is isolated too, both ways, and still works.
+
+    The app's pods are selected for Ingress and Egress; their egress admits Redis' pod on its
+    port and DNS (UDP and TCP 53); their ingress admits the chart's `helm test` pod on the
+    app port. Redis' own policy isolates its egress and allows none: it opens no connection.
+    """
+    problems = []
+    if not of_kind(objects, "NetworkPolicy"):
+        return problems
+    tests = [
+        p
+        for p in of_kind(objects, "Pod")
+        if (p["metadata"].get("annotations") or {}).get("helm.sh/hook") == "test"
+    ]
+    for app in component_pods(objects, "app"):
+        policies = selecting_policies(objects, pod_template_labels(app))
+        types = {kind for policy in policies for kind in policy["spec"].get("policyTypes", [])}
+        if not {"Ingress", "Egress"} <= types:
+            problems.append(
+                f"{name_of(app)}: no NetworkPolicy isolates its pods' Ingress and Egress ({types})"
+            )
+            continue
+        egress = [rule for policy in policies for rule in policy["spec"].get("egress") or []]
+        ingress = [rule for policy in policies for rule in policy["spec"].get("ingress") or []]
+        dns = set().union(*(rule_ports(rule) for rule in egress)) if egress else set()
+        if not {(53, "UDP"), (53, "TCP")} <= dns:
+            problems.append(f"{name_of(app)}: its egress admits no DNS (UDP and TCP 53)")
+        for redis in component_pods(objects, "redis"):
+            numbers = {p["containerPort"] for p in container_ports(redis) if p.get("name") == "redis"}
+            admitted = any(
+                any(
+                    matches(label_selector(peer.get("podSelector") or {}), pod_template_labels(redis))
+                    and "namespaceSelector" not in peer
+                    for peer in rule.get("to", [])
+                )
+                and any(port in numbers for port, _ in rule_ports(rule))
+                for rule in egress
+            )
+            if not admitted:
+                problems.append(f"{name_of(app)}: its egress does not admit {name_of(redis)} on its port")
+        app_ports = container_ports(app)
+        for test in tests:
+            admitted = any(
+                any(
+                    matches(label_selector(peer.get("podSelector") or {}), test["metadata"].get("labels"))
+                    and "namespaceSelector" not in peer
+                    for peer in rule.get("from", [])
+                )
+                and all(port_exists(app_ports, port, "containerPort") for port, _ in rule_ports(rule))
+                for rule in ingress
+            )
+            if not admitted:
+                problems.append(f"{name_of(app)}: its ingress does not admit the helm test {name_of(test)}")
+    for redis in component_pods(objects, "redis"):
+        for policy in selecting_policies(objects, pod_template_labels(redis)):
+            if "Egress" not in policy["spec"].get("policyTypes", []):
+                problems.append(f"{name_of(policy)}: does not isolate {name_of(redis)}'s egress")
+            elif policy["spec"].get("egress"):
+                problems.append(f"{name_of(policy)}: lets {name_of(redis)} open connections; it needs none")
+    return problems
+
+
 def check_affinity(objects: list[Obj]) -> list[str]:
     problems = []
     redis_labels = [pod_template_labels(r) for r in component_pods(objects, "redis")]
@@ -489,6 +564,7 @@ CHECKS: list[Callable[[list[Obj]], list[str]]] = [
     check_prometheus_rules,
     check_istio,
     check_network_policies,
+    check_app_network_policies,
     check_affinity,
     check_restricted_pods,
 ]

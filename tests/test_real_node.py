@@ -62,6 +62,9 @@ def on_real_node(redis_image: str, exporter_image: str) -> dict[str, Any]:
     exporter_repository, exporter_tag = exporter_image.rsplit(":", 1)
     return {
         **placement,
+        # The app's NetworkPolicy lets it query DNS at kube-dns pods; the real node's CoreDNS is a
+        # host process at the node's address (scripts/real-node.sh NODE_IP, the kubelet's clusterDNS).
+        "networkPolicy": {"app": {"dnsIpBlocks": ["198.18.0.1/32"]}},
         "redis": {
             **placement,
             "image": {"repository": redis_repository, "tag": redis_tag},
