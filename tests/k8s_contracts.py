@@ -83,9 +83,15 @@ def check_workload_selectors(objects: list[Obj]) -> list[str]:
         if not matches(selector, pod_template_labels(workload)):
             problems.append(f"{name_of(workload)}: selector {selector} does not match its own pod template")
     for stateful in of_kind(objects, "StatefulSet"):
-        if find(objects, "Service", stateful["spec"]["serviceName"]) is None:
+        governing = find(objects, "Service", stateful["spec"]["serviceName"])
+        if governing is None:
             problems.append(
                 f"{name_of(stateful)}: serviceName {stateful['spec']['serviceName']!r} is no Service"
+            )
+        # The governing Service gives each pod its DNS name: only a headless one does.
+        elif governing["spec"].get("clusterIP") != "None":
+            problems.append(
+                f"{name_of(stateful)}: serviceName names {name_of(governing)}, which is not headless"
             )
     return problems
 
@@ -144,6 +150,10 @@ def check_hpa_and_pdb(objects: list[Obj]) -> list[str]:
         selector = label_selector(pdb["spec"]["selector"])
         if not any(matches(selector, pod_template_labels(d)) for d in of_kind(objects, "Deployment")):
             problems.append(f"{name_of(pdb)}: selector {selector} matches no Deployment's pods")
+        # With the default (IfHealthyBudget) a crash-looping pod counts against the budget and
+        # can never be evicted, so it blocks every drain of its node.
+        if pdb["spec"].get("unhealthyPodEvictionPolicy") != "AlwaysAllow":
+            problems.append(f"{name_of(pdb)}: unhealthyPodEvictionPolicy is not AlwaysAllow")
     return problems
 
 
@@ -180,6 +190,21 @@ def check_config_references(objects: list[Obj], external_secrets: Mapping[str, I
                             f"{owner}: env {variable['name']}: {kind} {ref['name']!r} "
                             f"has no key {ref['key']!r}"
                         )
+        for volume in spec.get("volumes", []):
+            secret = volume.get("secret")
+            if not secret:
+                continue
+            available = keys("Secret", secret["secretName"])
+            if available is None:
+                problems.append(
+                    f"{owner}: volume {volume['name']}: Secret {secret['secretName']!r} does not exist"
+                )
+            for item in secret.get("items", []):
+                if available is not None and item["key"] not in available:
+                    problems.append(
+                        f"{owner}: volume {volume['name']}: Secret {secret['secretName']!r} "
+                        f"has no key {item['key']!r}"
+                    )
         account = spec.get("serviceAccountName")
         if account and account != "default" and find(objects, "ServiceAccount", account) is None:
             problems.append(f"{owner}: ServiceAccount {account!r} does not exist")
@@ -201,6 +226,10 @@ def check_probes(objects: list[Obj]) -> list[str]:
                     problems.append(
                         f"{owner}: {probe_name} port {probe['httpGet']['port']!r} is not a container port"
                     )
+            # A container that can die can also be not ready yet: without a readiness probe it
+            # counts as Ready (and its ports as endpoints) from its first second.
+            if container.get("livenessProbe") and not container.get("readinessProbe"):
+                problems.append(f"{owner} container {container['name']}: livenessProbe but no readinessProbe")
     for workload in component_pods(objects, "app"):
         container = workload["spec"]["template"]["spec"]["containers"][0]
         paths = {
@@ -214,6 +243,68 @@ def check_probes(objects: list[Obj]) -> list[str]:
         }
         if paths != expected:
             problems.append(f"{name_of(workload)}: probe paths {paths}, expected {expected}")
+    return problems
+
+
+def check_redis_probes(objects: list[Obj]) -> list[str]:
+    """Redis has a startup probe, and liveness and readiness ask different questions.
+
+    One `redis-cli ping` for both restarts Redis while it loads its append-only file (every
+    command answers LOADING until then): liveness must accept that, readiness must not.
+    """
+    problems = []
+    for workload in component_pods(objects, "redis"):
+        for container in workload["spec"]["template"]["spec"]["containers"]:
+            if container["name"] != "redis":
+                continue
+            where = f"{name_of(workload)} container redis"
+            probes = {
+                name: container.get(name) for name in ("startupProbe", "livenessProbe", "readinessProbe")
+            }
+            problems += [f"{where}: no {name}" for name, probe in probes.items() if not probe]
+            liveness, readiness = probes["livenessProbe"], probes["readinessProbe"]
+            if liveness and readiness and liveness.get("exec") == readiness.get("exec"):
+                problems.append(f"{where}: livenessProbe and readinessProbe run the same command")
+            if liveness and "LOADING" not in " ".join((liveness.get("exec") or {}).get("command", [])):
+                problems.append(f"{where}: livenessProbe fails while Redis loads its data (LOADING)")
+    return problems
+
+
+def check_secrets_off_command_lines(objects: list[Obj]) -> list[str]:
+    """No Secret reaches a command line, and Redis' containers read the password from a file.
+
+    A command line is world-readable (ps, /proc/<pid>/cmdline): `--requirepass $(VAR)` with VAR
+    from a Secret shows the password to every process on the node. Redis and its exporter get
+    the Secret mounted instead; REDISCLI_AUTH stays in the env for the probes' redis-cli
+    (an environment is readable by the same user and root only).
+    """
+    problems = []
+    for owner, spec in pod_specs(objects):
+        for container in spec.get("containers", []) + spec.get("initContainers", []):
+            where = f"{owner} container {container['name']}"
+            secret_env = {
+                variable["name"]
+                for variable in container.get("env", [])
+                if "secretKeyRef" in (variable.get("valueFrom") or {})
+            }
+            argv = " ".join(map(str, container.get("command", []) + container.get("args", [])))
+            problems += [
+                f"{where}: Secret env {name} is on the command line"
+                for name in sorted(secret_env)
+                if f"$({name})" in argv
+            ]
+    for workload in component_pods(objects, "redis"):
+        spec = workload["spec"]["template"]["spec"]
+        for container in spec.get("containers", []) + spec.get("initContainers", []):
+            for variable in container.get("env", []):
+                if (
+                    "secretKeyRef" in (variable.get("valueFrom") or {})
+                    and variable["name"] != "REDISCLI_AUTH"
+                ):
+                    problems.append(
+                        f"{name_of(workload)} container {container['name']}: password in env "
+                        f"{variable['name']}, not read from the mounted Secret"
+                    )
     return problems
 
 
@@ -326,6 +417,81 @@ def check_network_policies(objects: list[Obj]) -> list[str]:
     return problems
 
 
+def selecting_policies(objects: list[Obj], labels: Mapping[str, str]) -> list[Obj]:
+    return [
+        policy
+        for policy in of_kind(objects, "NetworkPolicy")
+        if matches(label_selector(policy["spec"]["podSelector"]), labels)
+    ]
+
+
+def rule_ports(rule: Mapping[str, Any]) -> list[tuple[Any, str]]:
+    return [(p.get("port"), p.get("protocol", "TCP")) for p in rule.get("ports") or []]
+
+
+def check_app_network_policies(objects: list[Obj]) -> list[str]:
+    """Once the chart isolates Redis, the app is isolated too, both ways, and still works.
+
+    The app's pods are selected for Ingress and Egress; their egress admits Redis' pod on its
+    port and DNS (UDP and TCP 53); their ingress admits the chart's `helm test` pod on the
+    app port. Redis' own policy isolates its egress and allows none: it opens no connection.
+    """
+    problems = []
+    if not of_kind(objects, "NetworkPolicy"):
+        return problems
+    tests = [
+        p
+        for p in of_kind(objects, "Pod")
+        if (p["metadata"].get("annotations") or {}).get("helm.sh/hook") == "test"
+    ]
+    for app in component_pods(objects, "app"):
+        policies = selecting_policies(objects, pod_template_labels(app))
+        types = {kind for policy in policies for kind in policy["spec"].get("policyTypes", [])}
+        if not {"Ingress", "Egress"} <= types:
+            problems.append(
+                f"{name_of(app)}: no NetworkPolicy isolates its pods' Ingress and Egress ({types})"
+            )
+            continue
+        egress = [rule for policy in policies for rule in policy["spec"].get("egress") or []]
+        ingress = [rule for policy in policies for rule in policy["spec"].get("ingress") or []]
+        dns = set().union(*(rule_ports(rule) for rule in egress)) if egress else set()
+        if not {(53, "UDP"), (53, "TCP")} <= dns:
+            problems.append(f"{name_of(app)}: its egress admits no DNS (UDP and TCP 53)")
+        for redis in component_pods(objects, "redis"):
+            numbers = {p["containerPort"] for p in container_ports(redis) if p.get("name") == "redis"}
+            admitted = any(
+                any(
+                    matches(label_selector(peer.get("podSelector") or {}), pod_template_labels(redis))
+                    and "namespaceSelector" not in peer
+                    for peer in rule.get("to", [])
+                )
+                and any(port in numbers for port, _ in rule_ports(rule))
+                for rule in egress
+            )
+            if not admitted:
+                problems.append(f"{name_of(app)}: its egress does not admit {name_of(redis)} on its port")
+        app_ports = container_ports(app)
+        for test in tests:
+            admitted = any(
+                any(
+                    matches(label_selector(peer.get("podSelector") or {}), test["metadata"].get("labels"))
+                    and "namespaceSelector" not in peer
+                    for peer in rule.get("from", [])
+                )
+                and all(port_exists(app_ports, port, "containerPort") for port, _ in rule_ports(rule))
+                for rule in ingress
+            )
+            if not admitted:
+                problems.append(f"{name_of(app)}: its ingress does not admit the helm test {name_of(test)}")
+    for redis in component_pods(objects, "redis"):
+        for policy in selecting_policies(objects, pod_template_labels(redis)):
+            if "Egress" not in policy["spec"].get("policyTypes", []):
+                problems.append(f"{name_of(policy)}: does not isolate {name_of(redis)}'s egress")
+            elif policy["spec"].get("egress"):
+                problems.append(f"{name_of(policy)}: lets {name_of(redis)} open connections; it needs none")
+    return problems
+
+
 def check_affinity(objects: list[Obj]) -> list[str]:
     problems = []
     redis_labels = [pod_template_labels(r) for r in component_pods(objects, "redis")]
@@ -392,10 +558,13 @@ CHECKS: list[Callable[[list[Obj]], list[str]]] = [
     check_ingress_backends,
     check_hpa_and_pdb,
     check_probes,
+    check_redis_probes,
+    check_secrets_off_command_lines,
     check_service_monitors,
     check_prometheus_rules,
     check_istio,
     check_network_policies,
+    check_app_network_policies,
     check_affinity,
     check_restricted_pods,
 ]

@@ -14,7 +14,9 @@ import importlib.util
 import io
 import json
 import os
+import socket
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -424,6 +426,63 @@ def test_every_value_is_documented(baked):
     assert [key for key in sorted(keys) if f"`{key}`" not in readme] == [], (
         "values missing from the chart README"
     )
+
+
+# --- Redis' probes, run against a server that is still loading --------------------
+
+
+class FakeRedis:
+    """Answers every command but AUTH with ``reply`` (a RESP line), as a loading Redis does."""
+
+    def __init__(self) -> None:
+        self.reply = b"-LOADING Redis is loading the dataset in memory\r\n"
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            with connection, connection.makefile("rb") as stream:
+                while header := stream.readline():
+                    words = []
+                    for _ in range(int(header[1:])):
+                        stream.readline()  # $<length>
+                        words.append(stream.readline().strip().upper())
+                    connection.sendall(b"+OK\r\n" if words[0] == b"AUTH" else self.reply)
+
+    def close(self) -> None:
+        self.server.shutdown(socket.SHUT_RDWR)  # wakes accept(); close() alone leaves it listening
+        self.server.close()
+
+
+def test_redis_liveness_survives_a_long_load_and_readiness_waits_for_it(baked):
+    """Run the rendered probe commands: a loading Redis is alive but not ready, PONG is both."""
+    helm = require_tool("helm", "run scripts/install-tools.sh")
+    require_tool("redis-cli", "scripts/install-system-packages.sh installs redis-tools")
+    fake = FakeRedis()
+    try:
+        chart = chart_dir(baked("defaults"))
+        (redis,) = [
+            o for o in render(helm, chart, "--set", f"redis.port={fake.port}") if o["kind"] == "StatefulSet"
+        ]
+        container = next(c for c in redis["spec"]["template"]["spec"]["containers"] if c["name"] == "redis")
+
+        def passes(probe: str) -> bool:
+            command = container[probe]["exec"]["command"]
+            return run(command, env={"REDISCLI_AUTH": "secret"}, check=False, timeout=20).returncode == 0
+
+        assert passes("startupProbe") and passes("livenessProbe")
+        assert not passes("readinessProbe")
+        fake.reply = b"+PONG\r\n"
+        assert passes("startupProbe") and passes("livenessProbe") and passes("readinessProbe")
+    finally:
+        fake.close()
+    # Nothing answers: neither alive nor ready.
+    assert not passes("livenessProbe") and not passes("readinessProbe")
 
 
 # --- the generated Redis password survives upgrades --------------------------------

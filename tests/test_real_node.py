@@ -74,6 +74,9 @@ def on_real_node(redis_image: str, exporter_image: str, test_image: str) -> dict
     return {
         **PLACEMENT,
         "tests": {"image": image_values(test_image)},
+        # The app's NetworkPolicy lets it query DNS at kube-dns pods; the real node's CoreDNS is a
+        # host process at the node's address (scripts/real-node.sh NODE_IP, the kubelet's clusterDNS).
+        "networkPolicy": {"app": {"dnsIpBlocks": ["198.18.0.1/32"]}},
         "redis": {
             **PLACEMENT,
             "image": image_values(redis_image),
@@ -323,7 +326,11 @@ def client_pod(real_node: RealNode, namespace: str, base_url: str, *paths: str) 
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {"app.kubernetes.io/instance": RELEASE, "app.kubernetes.io/component": "test"},
+            "labels": {
+                "app.kubernetes.io/name": RELEASE,
+                "app.kubernetes.io/instance": RELEASE,
+                "app.kubernetes.io/component": "test",
+            },
         },
         "spec": {
             **PLACEMENT,

@@ -63,6 +63,12 @@ app.kubernetes.io/component: redis
 {{- printf "%s-redis" (include "counter.fullname" .) }}
 {{- end }}
 
+{{/* The headless Service that governs the Redis StatefulSet (its pods' DNS names); 63
+     characters at most, like every Service name, so the Redis name is cut to fit. */}}
+{{- define "counter.redisHeadlessName" -}}
+{{- printf "%s-headless" (include "counter.redisFullname" . | trunc 54 | trimSuffix "-") }}
+{{- end }}
+
 {{- define "counter.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "counter.fullname" .) .Values.serviceAccount.name }}
