@@ -304,10 +304,17 @@ def assert_helm_test_passes(cluster: Cluster, namespace: str) -> None:
     assert "Phase: Succeeded" in " ".join(tested.stdout.split()), tested.stdout
 
 
-# One JSON string per line: each body, whole.
+# One JSON string per line: each body, whole. The first request retries a refused
+# connection for a while: the NetworkPolicy engine admits a new pod a moment after it starts.
 CLIENT = """
-import json, sys, urllib.request
+import json, sys, time, urllib.request
 base = sys.argv[1].rstrip("/")
+for attempt in range(30):
+    try:
+        urllib.request.urlopen(base + "/health/live", timeout=5).read()
+        break
+    except OSError:
+        time.sleep(1)
 for path in sys.argv[2:]:
     with urllib.request.urlopen(base + path, timeout=10) as response:
         print(json.dumps(response.read().decode()))
