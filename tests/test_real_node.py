@@ -43,7 +43,7 @@ from test_containers import (
 )
 
 from helpers import SEEN_COUNT, free_port, make, missing, require_tool, run, wait_until
-from kube_cluster import CLUSTER_SCRIPT, RELEASE, Cluster, release_volumes
+from kube_cluster import CLUSTER_SCRIPT, RELEASE, Cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cluster")]
 
@@ -100,7 +100,14 @@ class RealNode:
     def free_volumes(self) -> None:
         """Empty the node's volumes that earlier tests' claims left (8 volumes, more tests)."""
         recycle_volumes(self.cluster)
-        release_volumes(self.cluster)
+        # Only the node's own volumes, and a claimRef the PV controller already dropped is fine.
+        for volume in self.cluster.get("persistentvolumes", "--selector", f"{NODE_LABEL}=true")["items"]:
+            if volume["status"].get("phase") == "Released":
+                patch = '[{"op": "remove", "path": "/spec/claimRef"}]'
+                name = volume["metadata"]["name"]
+                self.cluster.kubectl(
+                    "patch", "persistentvolume", name, "--type=json", "-p", patch, check=False
+                )
 
     def import_images(self, *images: str) -> None:
         """docker save | the node's containerd (kube-cluster.sh node-import): no registry involved."""
