@@ -103,15 +103,23 @@ def connect() -> Cluster:
     return cluster
 
 
-def release_volumes(cluster: Cluster) -> None:
+def release_volumes(cluster: Cluster, *selector: str) -> None:
     """Make the volumes earlier runs' deleted claims left behind (Released) bindable again.
 
     Each Redis install binds one of the cluster's pre-made volumes and they are kept
     (Retain), so a cluster reused for several test runs would run out of them.
+    ``selector``: kubectl arguments that narrow the volumes (``--selector``, ...).
+    A merge patch that nulls claimRef is idempotent: every xdist worker runs this when it
+    connects, and a JSON-patch "remove" of a claimRef another worker already dropped is
+    rejected as invalid.
     """
-    for volume in cluster.get("persistentvolumes")["items"]:
+    for volume in cluster.get("persistentvolumes", *selector)["items"]:
         if volume["status"].get("phase") == "Released":
-            patch = '[{"op": "remove", "path": "/spec/claimRef"}]'
             cluster.kubectl(
-                "patch", "persistentvolume", volume["metadata"]["name"], "--type=json", "-p", patch
+                "patch",
+                "persistentvolume",
+                volume["metadata"]["name"],
+                "--type=merge",
+                "-p",
+                '{"spec": {"claimRef": null}}',
             )

@@ -43,7 +43,7 @@ from test_containers import (
 )
 
 from helpers import SEEN_COUNT, free_port, make, missing, require_tool, run, wait_until
-from kube_cluster import CLUSTER_SCRIPT, RELEASE, Cluster
+from kube_cluster import CLUSTER_SCRIPT, RELEASE, Cluster, release_volumes
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cluster")]
 
@@ -97,17 +97,15 @@ class RealNode:
     exporter_image: str
     test_image: str  # the chart's `helm test` pod (busybox)
 
-    def free_volumes(self) -> None:
-        """Empty the node's volumes that earlier tests' claims left (8 volumes, more tests)."""
+    def load(self, project: Path) -> None:
+        """Build the project's image and load it and the stand-ins into the node (no registry);
+        free the node's volumes for its Redis."""
+        image = f"{IMAGE_REPOSITORY}:{IMAGE_TAG}"
+        make(project, "build", f"IMAGE={image}", f"PYTHON_IMAGE={self.python_image}", timeout=900)
+        self.import_images(image, self.redis_image, self.exporter_image, self.test_image)
+        # 8 volumes, more tests: each deploy empties and releases what earlier tests' claims left.
         recycle_volumes(self.cluster)
-        # Only the node's own volumes, and a claimRef the PV controller already dropped is fine.
-        for volume in self.cluster.get("persistentvolumes", "--selector", f"{NODE_LABEL}=true")["items"]:
-            if volume["status"].get("phase") == "Released":
-                patch = '[{"op": "remove", "path": "/spec/claimRef"}]'
-                name = volume["metadata"]["name"]
-                self.cluster.kubectl(
-                    "patch", "persistentvolume", name, "--type=json", "-p", patch, check=False
-                )
+        release_volumes(self.cluster, "--selector", f"{NODE_LABEL}=true")
 
     def import_images(self, *images: str) -> None:
         """docker save | the node's containerd (kube-cluster.sh node-import): no registry involved."""
@@ -138,10 +136,7 @@ class RealNode:
 
         ``values``: more chart values (top-level keys replace on_real_node's).
         """
-        image = f"{IMAGE_REPOSITORY}:{IMAGE_TAG}"
-        make(project, "build", f"IMAGE={image}", f"PYTHON_IMAGE={self.python_image}", timeout=900)
-        self.import_images(image, self.redis_image, self.exporter_image, self.test_image)
-        self.free_volumes()
+        self.load(project)
         env_file = tmp_path / "real-node.env"
         env_file.write_text(f"REDIS_PASSWORD={password}\n")
         values_file = tmp_path / "real-node-values.yaml"
@@ -205,15 +200,14 @@ def real_node(cluster: Cluster) -> RealNode:
     for image in (real.python_image, real.redis_image, real.exporter_image, real.test_image):
         if run([docker, "image", "inspect", image], check=False).returncode != 0:
             missing(f'no local image {image}; `eval "$(scripts/base-images.sh)"` builds the stand-ins')
-    recycle_volumes(cluster)
     return real
 
 
 def recycle_volumes(cluster: Cluster) -> None:
     """Empty the real node's volumes no claim holds, so each Redis starts with no data.
 
-    The volumes are directories on this host (local PersistentVolumes, Retain); the
-    cluster fixture has already made the Released ones bindable again.
+    The volumes are directories on this host (local PersistentVolumes, Retain);
+    release_volumes then makes the Released ones bindable again.
     """
     for volume in cluster.get("persistentvolumes", "--selector", f"{NODE_LABEL}=true")["items"]:
         if volume["status"].get("phase") != "Bound":
@@ -509,10 +503,7 @@ def test_the_plain_manifests_run_as_their_readme_says(baked, cluster, real_node,
     rollout status. The one addition is a kustomize overlay that puts the pods on the real node
     with the images imported there (no registry) and the node's local volumes."""
     project = baked("defaults")
-    image = f"{IMAGE_REPOSITORY}:{IMAGE_TAG}"
-    make(project, "build", f"IMAGE={image}", f"PYTHON_IMAGE={real_node.python_image}", timeout=900)
-    real_node.import_images(image, real_node.redis_image)
-    real_node.free_volumes()
+    real_node.load(project)
     kubectl = str(cluster.bin_dir / "kubectl")
 
     overlay = tmp_path / "overlay"
@@ -587,7 +578,5 @@ def test_the_plain_manifests_run_as_their_readme_says(baked, cluster, real_node,
     for command in commands:
         run(["bash", "-o", "pipefail", "-c", command], env=env, timeout=240)
 
-    service = cluster.get("service", slug, "--namespace", namespace)
-    url = f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
-    wait_until("the app Service to answer", lambda: get(f"{url}/health/ready")[0] == 200, timeout=60)
+    url = real_node.service_url(namespace)
     assert [count(url) for _ in range(3)] == [1, 2, 3]
